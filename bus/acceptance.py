@@ -1,0 +1,45 @@
+"""Acceptance: the one door every adapter uses. Validate, check the sender is who the
+envelope says, commit to the exchange log, answer with a receipt. One log event per message."""
+from __future__ import annotations
+
+import structlog
+
+from bus.envelope import Envelope, parse_envelope
+from bus.errors import RejectedMessage
+from bus.exchange_log import ExchangeLog
+from bus.logs import get_logger
+from bus.receipts import Receipt
+from schemas.validation import MessageValidator
+
+log = get_logger("huitong.acceptance")
+
+
+class Acceptance:
+    def __init__(self, validator: MessageValidator, exchange_log: ExchangeLog):
+        self.validator = validator
+        self.log = exchange_log
+
+    def check(self, data: bytes, *, system: str) -> Envelope:
+        """Validate only; raises RejectedMessage."""
+        envelope = parse_envelope(data, self.validator)
+        if envelope.source != system:
+            raise RejectedMessage.single(
+                "SOURCE_MISMATCH", f"envelope source {envelope.source} is not the sending system {system}",
+                "/Envelope/Header/Source", message_id=envelope.message_id, source=system)
+        return envelope
+
+    def accept(self, data: bytes, *, system: str) -> Receipt:
+        """Validate and commit; returns ACCEPTED, DUPLICATE or REJECTED once the log holds it.
+        Raises StoreUnavailable when the log cannot commit (the sender should retry)."""
+        try:
+            envelope = self.check(data, system=system)
+        except RejectedMessage as rejection:
+            receipt = self.log.reject(rejection, source=system, body=data)
+            log.info("message.rejected", system=system, message_id=rejection.message_id,
+                     code=rejection.code, errors=len(rejection.errors), receipt_id=receipt.receipt_id)
+            return receipt
+        receipt = self.log.accept(envelope)
+        with structlog.contextvars.bound_contextvars(message_id=envelope.message_id, system=system):
+            log.info("message.received", type=envelope.type, status=receipt.status,
+                     receipt_id=receipt.receipt_id, case_number=envelope.keys.case_number)
+        return receipt

@@ -1,0 +1,169 @@
+"""Configuration: one YAML file plus HUITONG_* environment overrides, validated at start.
+`database_url` and `broker_url` are the only switch between embedded and production."""
+from __future__ import annotations
+
+import difflib
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from bus.errors import ConfigError
+
+DEFAULT_STATE_DIR = "var"
+DATABASE_SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg")
+BROKER_SCHEMES = ("memory", "amqp", "amqps", "pyamqp")
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class HttpSettings(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    threads: int = Field(8, ge=1, le=256)
+
+
+class XmlSettings(Section):
+    max_bytes: int = Field(5 * 1024 * 1024, ge=1024)
+    max_depth: int = Field(64, ge=4, le=250)
+    max_elements: int = Field(20_000, ge=10)
+
+
+class LogStoreSettings(Section):
+    """Group commit of the exchange log: how many acceptances share one transaction."""
+    max_batch: int = Field(500, ge=1, le=10_000)
+    # Write durability for SQLite: FULL survives power loss, NORMAL only process crashes.
+    sqlite_synchronous: str = Field("FULL", pattern="^(FULL|NORMAL)$")
+
+
+class RelaySettings(Section):
+    enabled: bool = True
+    batch_size: int = Field(500, ge=1, le=10_000)
+    poll_interval: float = Field(0.5, gt=0, le=60)
+    confirm_timeout: float = Field(30.0, gt=0, le=600)
+    # /readyz reports not ready when the oldest unpublished message waited longer.
+    max_lag_seconds: float = Field(60.0, gt=0)
+
+
+class LoggingSettings(Section):
+    level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
+    format: str = Field("auto", pattern="^(auto|json|console)$")
+
+
+class Settings(Section):
+    database_url: str = ""
+    # Upgrade the database schema at start; with false the hub refuses an old schema.
+    auto_upgrade: bool = True
+    broker_url: str = "memory://"
+    state_dir: str = DEFAULT_STATE_DIR
+    http: HttpSettings = HttpSettings()
+    xml: XmlSettings = XmlSettings()
+    log_store: LogStoreSettings = LogStoreSettings()
+    relay: RelaySettings = RelaySettings()
+    logging: LoggingSettings = LoggingSettings()
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_scheme(cls, value: str) -> str:
+        if value:
+            _check_scheme(value, DATABASE_SCHEMES, "database_url")
+        return value
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker_scheme(cls, value: str) -> str:
+        _check_scheme(value, BROKER_SCHEMES, "broker_url")
+        return value
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{Path(self.state_dir) / 'huitong.db'}"
+
+    @property
+    def embedded_broker(self) -> bool:
+        """The in-memory transport forgets everything when the process ends."""
+        return self.broker_url.startswith("memory://")
+
+
+def _check_scheme(url: str, allowed: tuple[str, ...], name: str) -> None:
+    scheme = url.split("://", 1)[0] if "://" in url else ""
+    if scheme not in allowed:
+        guess = difflib.get_close_matches(scheme, allowed, n=1)
+        hint = f"; did you mean {guess[0]}://?" if guess else ""
+        raise ValueError(f"{name} scheme {scheme or url!r} is not one of {', '.join(allowed)}{hint}")
+
+
+def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
+    """HUITONG_DATABASE_URL=... and nested HUITONG_HTTP__PORT=9090 become config keys."""
+    out: dict[str, Any] = {}
+    for key, value in environ.items():
+        if not key.startswith("HUITONG_") or key.startswith("HUITONG_TEST_") or key == "HUITONG_CONFIG":
+            continue
+        path = key[len("HUITONG_"):].lower().split("__")
+        node = out
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = value
+    return out
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_settings(path: str | os.PathLike | None = None,
+                  environ: dict[str, str] | None = None) -> Settings:
+    environ = dict(os.environ if environ is None else environ)
+    path = path or environ.get("HUITONG_CONFIG")
+    source = "defaults"
+    data: dict[str, Any] = {}
+    if path:
+        source = str(path)
+        try:
+            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping of settings")
+        data = loaded or {}
+    data = _merge(data, _env_overrides(environ))
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc, source)) from None
+
+
+def _explain(exc: ValidationError, source: str) -> str:
+    lines = [f"invalid configuration ({source} and HUITONG_* variables):"]
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error["loc"]) or "(top)"
+        text = error["msg"]
+        if error["type"] == "extra_forbidden":
+            known = _known_keys(error["loc"][:-1])
+            guess = difflib.get_close_matches(str(error["loc"][-1]), known, n=1)
+            text = "unknown setting" + (f"; did you mean {guess[0]}?" if guess else
+                                        f"; known: {', '.join(sorted(known))}")
+        lines.append(f"  {where}: {text}")
+    return "\n".join(lines)
+
+
+def _known_keys(loc: tuple) -> list[str]:
+    model: type[BaseModel] = Settings
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        if field is None or not isinstance(field.annotation, type) or not issubclass(field.annotation, BaseModel):
+            return []
+        model = field.annotation
+    return list(model.model_fields)

@@ -1,0 +1,123 @@
+"""The canonical message as every hop after the adapter sees it: an immutable Envelope with
+its header fields, the business keys derived from its body, and the exact XML accepted."""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import uuid
+from dataclasses import dataclass, field
+
+from lxml import etree
+
+from schemas.namespaces import CASE, ENVELOPE, MESSAGE_TYPES, REGISTRY
+from schemas.validation import MessageValidator, header_fields
+
+_H = f"{{{ENVELOPE}}}"
+
+
+@dataclass(frozen=True, slots=True)
+class BusinessKeys:
+    """What auditors and operators search by. Derived from the body, never sent apart."""
+
+    case_number: str | None = None
+    uscc: str | None = None
+    citizen_id: str | None = None
+    project_code: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    message_id: str
+    type: str
+    schema_version: str
+    source: str
+    sent_at: dt.datetime
+    keys: BusinessKeys
+    xml: bytes = field(repr=False)
+    digest: str = field(repr=False)
+    correlation_id: str | None = None
+    target: str | None = None
+
+    @property
+    def region(self) -> str:
+        return self.source[:6]
+
+    @property
+    def routing_key(self) -> str:
+        """<type>.<region>.<department>.<system>: topic patterns such as CaseResult.3203*.# work."""
+        return f"{self.type}.{self.source}"
+
+    def to_xml(self) -> bytes:
+        return self.xml
+
+
+def parse_envelope(data: bytes, validator: MessageValidator) -> Envelope:
+    """Validate bytes and return the Envelope, or raise RejectedMessage."""
+    root = validator.validate(data)
+    if (root.getroottree().docinfo.encoding or "UTF-8").upper() not in ("UTF-8", "UTF8"):
+        # Legacy senders write GBK/GB18030; the log and the wire carry UTF-8 only.
+        data = etree.tostring(root, encoding="UTF-8", xml_declaration=True)
+    return _from_tree(root, data)
+
+
+def _from_tree(root: etree._Element, data: bytes) -> Envelope:
+    header = {name: el.text for name, el in header_fields(root[0]).items()}
+    body = root[1][0]
+    message_type = header["Type"]
+    return Envelope(
+        message_id=header["MessageId"].lower(),
+        type=message_type,
+        schema_version=header["SchemaVersion"],
+        source=header["Source"],
+        sent_at=dt.datetime.fromisoformat(header["SentAt"]),
+        keys=_business_keys(message_type, body),
+        xml=data,
+        digest=hashlib.sha256(data).hexdigest(),
+        correlation_id=(header.get("CorrelationId") or "").lower() or None,
+        target=header.get("Target"),
+    )
+
+
+def build_envelope(message_type: str, body: etree._Element, source: str,
+                   validator: MessageValidator, *, message_id: str | None = None,
+                   correlation_id: str | None = None, target: str | None = None,
+                   sent_at: dt.datetime | None = None, schema_version: str = "1.0") -> Envelope:
+    """Wrap a body element into a validated canonical envelope (adapters use this)."""
+    if message_type not in MESSAGE_TYPES:
+        raise ValueError(f"unknown message type {message_type}")
+    root = etree.Element(f"{_H}Envelope", nsmap={"hx": ENVELOPE})
+    header = etree.SubElement(root, f"{_H}Header")
+    sent_at = sent_at or dt.datetime.now(dt.timezone.utc)
+    for name, value in (("MessageId", message_id or str(uuid.uuid4())),
+                        ("CorrelationId", correlation_id), ("Type", message_type),
+                        ("SchemaVersion", schema_version), ("Source", source),
+                        ("Target", target), ("SentAt", sent_at.isoformat(timespec="seconds"))):
+        if value is not None:
+            etree.SubElement(header, f"{_H}{name}").text = value
+    etree.SubElement(root, f"{_H}Body").append(body)
+    return parse_envelope(etree.tostring(root, encoding="UTF-8", xml_declaration=True), validator)
+
+
+def _text(body: etree._Element, path: str) -> str | None:
+    value = body.findtext(path)
+    return value.strip() if value else None
+
+
+def _business_keys(message_type: str, body: etree._Element) -> BusinessKeys:
+    c, r = f"{{{CASE}}}", f"{{{REGISTRY}}}"
+    if message_type == "CaseAccepted":
+        id_type, id_number = _text(body, f"{c}Applicant/{c}IdType"), _text(body, f"{c}Applicant/{c}IdNumber")
+        return BusinessKeys(
+            case_number=_text(body, f"{c}CaseNumber"),
+            uscc=id_number if id_type == "USCC" else None,
+            citizen_id=id_number if id_type == "CITIZEN_ID" else None,
+            project_code=_text(body, f"{c}ProjectCode"))
+    if message_type in ("CaseProcess", "CaseResult"):
+        return BusinessKeys(case_number=_text(body, f"{c}CaseNumber"))
+    if message_type == "EnterpriseRecord":
+        return BusinessKeys(uscc=_text(body, f"{r}Uscc"))
+    if message_type == "PersonRecord":
+        return BusinessKeys(citizen_id=_text(body, f"{r}CitizenId"))
+    if message_type == "ProjectRecord":
+        return BusinessKeys(project_code=_text(body, f"{r}ProjectCode"), uscc=_text(body, f"{r}OwnerUscc"))
+    return BusinessKeys()

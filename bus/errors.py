@@ -1,0 +1,99 @@
+"""The one error tree of Huitong. Every rejection and failure carries a stable code that
+senders, operators and tests can rely on; the texts may improve, the codes do not change."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Stable codes with what they mean. Adding a code is fine; renaming one breaks senders.
+CODES: dict[str, str] = {
+    # hostile or broken XML
+    "XML_TOO_LARGE": "the document is larger than the configured byte cap",
+    "XML_TOO_DEEP": "elements are nested deeper than the configured cap",
+    "XML_TOO_MANY_ELEMENTS": "the document has more elements than the configured cap",
+    "XML_DOCTYPE_FORBIDDEN": "a DOCTYPE (DTD, entities) is never accepted",
+    "XML_XINCLUDE_FORBIDDEN": "XInclude is never processed",
+    "XML_MALFORMED": "the bytes are not well-formed XML",
+    # shape
+    "XSD_INVALID": "the message does not match its XSD",
+    "UNKNOWN_TYPE": "the message type is not one the hub knows",
+    "TYPE_MISMATCH": "the header type does not name the body element",
+    "SCHEMA_VERSION": "the schema version is not supported",
+    # identifiers and dates
+    "USCC_FORMAT": "not 18 characters of the USCC alphabet",
+    "USCC_CHECK": "USCC check character is wrong",
+    "ORG_CODE_CHECK": "organisation-code check character (USCC positions 9-17) is wrong",
+    "CITIZEN_ID_FORMAT": "citizen id is not 17 digits and a check digit",
+    "CITIZEN_ID_CHECK": "citizen id check digit is wrong",
+    "CITIZEN_ID_BIRTHDATE": "citizen id birth date is impossible or disagrees with the record",
+    "GENDER_MISMATCH": "gender disagrees with the citizen id",
+    "REGION_CODE": "not a GB/T 2260 region code",
+    "PROJECT_CODE": "project code format, year or region is wrong",
+    "TIME_ORDER": "timestamps are out of order",
+    "DAYS_ORDER": "promised working days exceed the statutory limit",
+    # acceptance
+    "SOURCE_MISMATCH": "the envelope's source is not the authenticated system",
+    "MESSAGE_ID_REUSED": "the message id was already used for different content",
+    "DUPLICATE": "the message id was already accepted (not an error for the sender)",
+    "NOT_AUTHORIZED": "the system may not send this message type",
+    # runtime
+    "CONFIG_INVALID": "the configuration is wrong",
+    "SCHEMA_OUTDATED": "the database schema is older than this release",
+    "STORE_UNAVAILABLE": "the exchange log cannot be written",
+    "BROKER_UNAVAILABLE": "the broker cannot be reached or did not confirm",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class FieldError:
+    """One thing wrong with a message: where (a path of local names), what (code), why."""
+
+    path: str
+    code: str
+    text: str
+
+    def __str__(self) -> str:
+        return f"{self.code} at {self.path}: {self.text}"
+
+
+class HuitongError(Exception):
+    code = "HUITONG_ERROR"
+
+    def __init__(self, text: str, *, code: str | None = None):
+        super().__init__(text)
+        if code:
+            self.code = code
+
+
+class ConfigError(HuitongError):
+    code = "CONFIG_INVALID"
+
+
+class SchemaOutdated(HuitongError):
+    code = "SCHEMA_OUTDATED"
+
+
+class StoreUnavailable(HuitongError):
+    code = "STORE_UNAVAILABLE"
+
+
+class BrokerUnavailable(HuitongError):
+    code = "BROKER_UNAVAILABLE"
+
+
+class DeliveryError(HuitongError):
+    code = "DELIVERY_FAILED"
+
+
+class RejectedMessage(HuitongError):
+    """A message refused at the door. Carries every problem found, first one first."""
+
+    def __init__(self, errors: list[FieldError] | tuple[FieldError, ...],
+                 *, message_id: str | None = None, source: str | None = None):
+        self.errors = tuple(errors)
+        self.message_id = message_id
+        self.source = source
+        super().__init__("; ".join(map(str, self.errors)), code=self.errors[0].code)
+
+    @classmethod
+    def single(cls, code: str, text: str, path: str = "/", **kw) -> "RejectedMessage":
+        return cls([FieldError(path, code, text)], **kw)

@@ -1,0 +1,306 @@
+"""The exchange log: the source of truth. Accepted messages and their RECEIVED events are
+committed here before any sender is answered; the relay reads what is still unpublished.
+
+Writes go through one committer thread that folds every acceptance waiting at that moment
+into a single transaction (group commit): the sender still waits for *its* commit, but a
+thousand senders share one fsync instead of paying for a thousand."""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import queue
+import threading
+import uuid
+from concurrent.futures import Future
+from dataclasses import dataclass
+
+from sqlalchemy import Engine, func, insert, select, tuple_, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from bus.envelope import Envelope
+from bus.errors import FieldError, RejectedMessage, StoreUnavailable
+from bus.logs import get_logger
+from bus.models import Event, HubState, Message, MessageBody
+from bus.receipts import ACCEPTED, DUPLICATE, REJECTED, Receipt
+
+log = get_logger("huitong.exchange_log")
+VOLATILE_DRAINED = "volatile_broker_drained_seq"
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+@dataclass(slots=True)
+class _Acceptance:
+    envelope: Envelope
+    future: Future
+
+
+@dataclass(slots=True)
+class _Rejection:
+    rejection: RejectedMessage
+    source: str | None
+    body: bytes | None
+    future: Future
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """A logged message the relay still has to put on the wire."""
+
+    seq: int
+    message_id: str
+    source: str
+    type: str
+    routing_key: str
+    correlation_id: str | None
+    body: bytes
+
+
+class ExchangeLog:
+    def __init__(self, engine: Engine, *, max_batch: int = 500, keep_rejected_bodies_up_to: int = 1 << 20):
+        self.engine = engine
+        self.max_batch = max_batch
+        self.keep_rejected_bodies_up_to = keep_rejected_bodies_up_to
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        dialect = sqlite if engine.dialect.name == "sqlite" else postgresql
+        self._insert = dialect.insert
+        self.on_commit = []  # callables told when new messages are committed (the relay's wake-up)
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def start(self) -> "ExchangeLog":
+        if self._thread is None:
+            self._stopping = False
+            self._thread = threading.Thread(target=self._run, name="exchange-log-committer", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._stopping = True
+            self._queue.put(None)
+            self._thread.join(timeout=30)
+            self._thread = None
+
+    # -- acceptance (any thread) ---------------------------------------------------------
+    def accept(self, envelope: Envelope) -> Receipt:
+        return self.submit(envelope).result()
+
+    def submit(self, envelope: Envelope) -> Future:
+        """Queue an acceptance; the future resolves to its Receipt once committed."""
+        future: Future = Future()
+        self._put(_Acceptance(envelope, future))
+        return future
+
+    def reject(self, rejection: RejectedMessage, *, source: str | None, body: bytes | None) -> Receipt:
+        """Log a refused message (REJECTED event) and return its receipt."""
+        future: Future = Future()
+        self._put(_Rejection(rejection, source, body, future))
+        return future.result()
+
+    def _put(self, item) -> None:
+        if self._thread is None:
+            raise StoreUnavailable("the exchange log is not started")
+        self._queue.put(item)
+
+    # -- committer thread ----------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            batch = [item]
+            while len(batch) < self.max_batch:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    self._queue.put(None)
+                    break
+                batch.append(item)
+            try:
+                results = self._commit(batch)
+            except Exception as exc:  # the database is down or refused: nobody is told ACCEPTED
+                log.error("log.commit_failed", error=str(exc), batch=len(batch))
+                failure = StoreUnavailable(f"the exchange log could not commit: {exc.__class__.__name__}")
+                for entry in batch:
+                    entry.future.set_exception(failure)
+                continue
+            for entry, receipt in zip(batch, results):
+                entry.future.set_result(receipt)
+            if any(r.status == ACCEPTED for r in results):
+                for callback in self.on_commit:
+                    callback()
+
+    def _commit(self, batch: list) -> list[Receipt]:
+        now = utcnow()
+        acceptances = [e for e in batch if isinstance(e, _Acceptance)]
+        receipt_ids = {id(e): str(uuid.uuid4()) for e in batch}
+        results: dict[int, Receipt] = {}
+        events: list[dict] = []
+        with self.engine.begin() as conn:
+            if acceptances:
+                bodies = {e.envelope.digest: e.envelope.xml for e in acceptances}
+                conn.execute(self._insert(MessageBody).on_conflict_do_nothing(),
+                             [{"digest": d, "content": c, "size": len(c)} for d, c in bodies.items()])
+                rows, seen = [], set()
+                for entry in acceptances:
+                    env = entry.envelope
+                    if (env.source, env.message_id) in seen:
+                        continue  # same message twice in one batch: the first one wins
+                    seen.add((env.source, env.message_id))
+                    rows.append(_message_row(env, receipt_ids[id(entry)], now))
+                conn.execute(self._insert(Message).on_conflict_do_nothing(
+                    index_elements=["source", "message_id"]), rows)
+                stored = {(r.source, r.message_id): r for r in conn.execute(
+                    select(Message.seq, Message.receipt_id, Message.source, Message.message_id,
+                           Message.digest, Message.received_at)
+                    .where(tuple_(Message.source, Message.message_id).in_(list(seen))))}
+                for entry in acceptances:
+                    env = entry.envelope
+                    row = stored[(env.source, env.message_id)]
+                    results[id(entry)], event = _outcome(env, row, receipt_ids[id(entry)], now)
+                    events.append(event)
+            for entry in batch:
+                if isinstance(entry, _Rejection):
+                    results[id(entry)], event = self._rejected(conn, entry, receipt_ids[id(entry)], now)
+                    events.append(event)
+            conn.execute(insert(Event), events)
+        return [results[id(e)] for e in batch]
+
+    def _rejected(self, conn, entry: _Rejection, receipt_id: str, now):
+        rejection = entry.rejection
+        digest = None
+        if entry.body is not None and len(entry.body) <= self.keep_rejected_bodies_up_to:
+            # Kept as evidence of what was refused; hostile floods dedupe by digest.
+            digest = hashlib.sha256(entry.body).hexdigest()
+            conn.execute(self._insert(MessageBody).on_conflict_do_nothing(),
+                         [{"digest": digest, "content": entry.body, "size": len(entry.body)}])
+        receipt = Receipt(receipt_id, rejection.message_id, REJECTED, None, rejection.errors)
+        event = _event("REJECTED", now, message_id=rejection.message_id, source=entry.source,
+                       code=rejection.code, digest=digest, detail={
+                           "receipt_id": receipt_id,
+                           "errors": [{"path": e.path, "code": e.code, "text": e.text} for e in rejection.errors]})
+        return receipt, event
+
+    # -- the relay's side ----------------------------------------------------------------
+    def publish_pending(self, publish, limit: int) -> int:
+        """Hand up to `limit` unpublished messages, oldest first, to publish(list[Pending]);
+        when it returns (the broker confirmed them all), record PUBLISHED.
+
+        On PostgreSQL the rows stay locked (SKIP LOCKED) while publishing, so several relays
+        share the work without publishing a message twice. SQLite has one writer and one relay,
+        so it reads, publishes and records in separate short transactions; a crash between
+        publish and record re-publishes, which consumers tolerate (same message id)."""
+        query = (select(Message.seq, Message.message_id, Message.source, Message.type,
+                        Message.routing_key, Message.correlation_id, MessageBody.content)
+                 .join(MessageBody, MessageBody.digest == Message.digest)
+                 .where(Message.published_at.is_(None)).order_by(Message.seq).limit(limit))
+        if self.engine.dialect.name == "postgresql":
+            with self.engine.begin() as conn:
+                pending = [Pending(*row) for row in conn.execute(
+                    query.with_for_update(of=Message, skip_locked=True))]
+                if pending:
+                    publish(pending)
+                    self._mark_published(conn, pending)
+            return len(pending)
+        with self.engine.connect() as conn:
+            pending = [Pending(*row) for row in conn.execute(query)]
+        if pending:
+            publish(pending)
+            with self.engine.begin() as conn:
+                self._mark_published(conn, pending)
+        return len(pending)
+
+    def _mark_published(self, conn, pending: list[Pending]) -> None:
+        now = utcnow()
+        seqs = [p.seq for p in pending]
+        conn.execute(update(Message).where(Message.seq.in_(seqs)).values(published_at=now))
+        conn.execute(insert(Event), [
+            _event("PUBLISHED", now, message_seq=p.seq, message_id=p.message_id, source=p.source)
+            for p in pending])
+
+    def unpublished_count(self) -> int:
+        with self.engine.connect() as conn:
+            return conn.scalar(select(func.count()).select_from(Message).where(Message.published_at.is_(None)))
+
+    def oldest_unpublished_age(self) -> float:
+        """Seconds the oldest unpublished message has waited (0 when none): the relay lag."""
+        with self.engine.connect() as conn:
+            oldest = conn.scalar(select(func.min(Message.received_at)).where(Message.published_at.is_(None)))
+        return max(0.0, (utcnow() - oldest).total_seconds()) if oldest else 0.0
+
+    # -- the embedded broker forgets on exit ----------------------------------------------
+    def mark_volatile_drained(self) -> None:
+        """After a clean stop, everything published so far has been consumed."""
+        with self.engine.begin() as conn:
+            top = conn.scalar(select(func.max(Message.seq)).where(Message.published_at.is_not(None))) or 0
+            conn.execute(self._insert(HubState).values(key=VOLATILE_DRAINED, value=str(top))
+                         .on_conflict_do_update(index_elements=["key"], set_={"value": str(top)}))
+
+    def requeue_volatile(self) -> int:
+        """On start with the in-memory broker: what was published after the last clean stop
+        died with the old process, so it goes back to the relay's list."""
+        with self.engine.begin() as conn:
+            drained = int(conn.scalar(select(HubState.value).where(HubState.key == VOLATILE_DRAINED)) or 0)
+            result = conn.execute(update(Message).where(Message.seq > drained,
+                                                        Message.published_at.is_not(None))
+                                  .values(published_at=None))
+            return result.rowcount
+
+    # -- reads ---------------------------------------------------------------------------
+    def find_receipt(self, source: str, message_id: str) -> Receipt | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(Message.receipt_id, Message.message_id, Message.received_at)
+                               .where(Message.source == source, Message.message_id == message_id.lower())).first()
+        return Receipt(row.receipt_id, row.message_id, ACCEPTED, row.received_at) if row else None
+
+    def tail(self, limit: int = 20, after_seq: int = 0) -> list[Event]:
+        """The newest `limit` events, or with after_seq the next ones after it, in log order."""
+        with Session(self.engine) as session:
+            if after_seq:
+                return list(session.scalars(select(Event).where(Event.seq > after_seq)
+                                            .order_by(Event.seq).limit(limit)))
+            return list(reversed(session.scalars(select(Event).order_by(Event.seq.desc()).limit(limit)).all()))
+
+
+def _message_row(env: Envelope, receipt_id: str, now: dt.datetime) -> dict:
+    keys = env.keys
+    return {"receipt_id": receipt_id, "source": env.source, "message_id": env.message_id,
+            "type": env.type, "schema_version": env.schema_version, "correlation_id": env.correlation_id,
+            "target": env.target, "routing_key": env.routing_key, "digest": env.digest,
+            "sent_at": env.sent_at, "received_at": now, "published_at": None,
+            "case_number": keys.case_number, "uscc": keys.uscc, "citizen_id": keys.citizen_id,
+            "project_code": keys.project_code}
+
+
+def _outcome(env: Envelope, row, receipt_id: str, now):
+    if row.receipt_id == receipt_id:
+        return (Receipt(receipt_id, env.message_id, ACCEPTED, now),
+                _event("RECEIVED", now, message_seq=row.seq, message_id=env.message_id,
+                       source=env.source, digest=env.digest, detail={"receipt_id": receipt_id}))
+    if row.digest == env.digest:
+        # The sender retried: same answer as the first time, and nothing new to route.
+        return (Receipt(row.receipt_id, env.message_id, DUPLICATE, row.received_at),
+                _event("DUPLICATE", now, message_seq=row.seq, message_id=env.message_id,
+                       source=env.source, code="DUPLICATE", digest=env.digest,
+                       detail={"receipt_id": row.receipt_id}))
+    error = FieldError("/Envelope/Header/MessageId", "MESSAGE_ID_REUSED",
+                       f"message id {env.message_id} was accepted earlier with different content")
+    return (Receipt(receipt_id, env.message_id, REJECTED, None, (error,)),
+            _event("REJECTED", now, message_id=env.message_id, source=env.source, code=error.code,
+                   digest=env.digest, detail={"receipt_id": receipt_id, "errors": [
+                       {"path": error.path, "code": error.code, "text": error.text}]}))
+
+
+def _event(kind: str, at: dt.datetime, *, message_seq=None, message_id=None, source=None,
+           route=None, code=None, digest=None, detail=None) -> dict:
+    return {"kind": kind, "at": at, "message_seq": message_seq, "message_id": message_id,
+            "source": source, "route": route, "code": code, "digest": digest,
+            "detail": json.dumps(detail, ensure_ascii=False) if detail is not None else None}

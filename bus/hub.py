@@ -1,0 +1,64 @@
+"""The hub in one process: exchange log, validator, acceptance and relay, wired from
+Settings. Adapters get `hub.acceptance`; the HTTP app gets the hub."""
+from __future__ import annotations
+
+from bus.acceptance import Acceptance
+from bus.broker import Publisher
+from bus.config import Settings
+from bus.database import ensure_schema, make_engine
+from bus.exchange_log import ExchangeLog
+from bus.logs import get_logger
+from bus.receipts import Receipt
+from bus.relay import Relay
+from schemas.hardened import XmlLimits
+from schemas.validation import MessageValidator
+
+log = get_logger("huitong.hub")
+
+
+class Hub:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.engine = make_engine(settings.effective_database_url,
+                                  synchronous=settings.log_store.sqlite_synchronous)
+        ensure_schema(self.engine, auto_upgrade=settings.auto_upgrade)
+        self.validator = MessageValidator(XmlLimits(**settings.xml.model_dump()))
+        self.log = ExchangeLog(self.engine, max_batch=settings.log_store.max_batch,
+                               keep_rejected_bodies_up_to=settings.xml.max_bytes)
+        self.acceptance = Acceptance(self.validator, self.log)
+        self.relay = Relay(self.log, Publisher(settings.broker_url, confirm_timeout=settings.relay.confirm_timeout),
+                           batch_size=settings.relay.batch_size, poll_interval=settings.relay.poll_interval)
+        self.log.on_commit.append(self.relay.wake)
+        self._relay_running = False
+
+    def start(self, *, relay: bool | None = None) -> "Hub":
+        self.log.start()
+        if self.settings.relay.enabled if relay is None else relay:
+            if self.settings.embedded_broker:
+                requeued = self.log.requeue_volatile()
+                if requeued:
+                    log.info("relay.requeued_after_crash", count=requeued,
+                             reason="the in-memory broker lost what the previous process published")
+            self.relay.start()
+            self._relay_running = True
+        return self
+
+    def stop(self) -> None:
+        if self._relay_running:
+            self.relay.stop()
+            self._relay_running = False
+            if self.settings.embedded_broker:
+                # In-process consumers have finished (they stop before the relay), so what was
+                # published is done with; only a crash leaves work for requeue_volatile().
+                self.log.mark_volatile_drained()
+        self.log.stop()
+        self.engine.dispose()
+
+    def accept(self, data: bytes, *, system: str) -> Receipt:
+        return self.acceptance.accept(data, system=system)
+
+    def __enter__(self) -> "Hub":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

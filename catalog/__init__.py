@@ -1,0 +1,1 @@
+"""The shared registries (enterprise, person, project, service item) fed from routed messages."""

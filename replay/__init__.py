@@ -1,0 +1,1 @@
+"""Lineage, sealing and verification of the exchange log, evidence export and replay."""
