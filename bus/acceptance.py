@@ -28,6 +28,27 @@ class Acceptance:
                 "/Envelope/Header/Source", message_id=envelope.message_id, source=system)
         return envelope
 
+    def accept_many(self, items: list[bytes], *, system: str) -> list[Receipt]:
+        """Accept a batch (a file of records, a CLI run): all are queued for the same group
+        commit, so a batch costs one transaction instead of one per message."""
+        futures = []
+        for data in items:
+            try:
+                futures.append(self.log.submit(self.check(data, system=system)))
+            except RejectedMessage as rejection:
+                futures.append(rejection)
+        receipts = []
+        for data, pending in zip(items, futures):
+            if isinstance(pending, RejectedMessage):
+                receipts.append(self.log.reject(pending, source=system, body=data))
+            else:
+                receipts.append(pending.result())
+        for receipt in receipts:
+            log.info("message.received" if receipt.ok else "message.rejected", system=system,
+                     message_id=receipt.message_id, status=receipt.status, receipt_id=receipt.receipt_id,
+                     code=receipt.errors[0].code if receipt.errors else None)
+        return receipts
+
     def accept(self, data: bytes, *, system: str) -> Receipt:
         """Validate and commit; returns ACCEPTED, DUPLICATE or REJECTED once the log holds it.
         Raises StoreUnavailable when the log cannot commit (the sender should retry)."""

@@ -30,8 +30,10 @@ class Hub:
                            batch_size=settings.relay.batch_size, poll_interval=settings.relay.poll_interval)
         self.log.on_commit.append(self.relay.wake)
         self._relay_running = False
+        self._started = False
 
     def start(self, *, relay: bool | None = None) -> "Hub":
+        self._started = True
         self.log.start()
         if self.settings.relay.enabled if relay is None else relay:
             if self.settings.embedded_broker:
@@ -58,7 +60,7 @@ class Hub:
         return self.acceptance.accept(data, system=system)
 
     def __enter__(self) -> "Hub":
-        return self.start()
+        return self if self._started else self.start()
 
     def __exit__(self, *exc) -> None:
         self.stop()

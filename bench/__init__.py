@@ -1,0 +1,1 @@
+"""Benchmarks: figures and same-run ratios, printed and kept in bench/results/. Not tests."""

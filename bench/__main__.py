@@ -1,0 +1,50 @@
+"""python -m bench [all|validation|publish] [--messages N]
+
+Runs on RabbitMQ + PostgreSQL when HUITONG_BENCH_AMQP_URL / HUITONG_BENCH_DATABASE_URL (or the
+HUITONG_TEST_* ones) are set, else embedded. Prints a table, writes bench/results/<date>-<host>.json."""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import socket
+import time
+from pathlib import Path
+
+from bus.logs import configure_logging
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+from bench.publish import bench_publish
+from bench.validation import bench_validation
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("part", nargs="?", default="all", choices=["all", "validation", "publish"])
+    parser.add_argument("--messages", type=int, default=20000)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    args = parser.parse_args()
+    configure_logging("WARNING", "json")
+    results = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+               "machine": {"host": socket.gethostname(), "cpus": os.cpu_count(),
+                           "python": platform.python_version()}}
+    if args.part in ("all", "validation"):
+        results["validation"] = bench_validation(args.seconds)
+    if args.part in ("all", "publish"):
+        results["publish"] = bench_publish(args.messages)
+    for part in ("validation", "publish"):
+        if part in results:
+            print(f"\n{part}")
+            for key, value in results[part].items():
+                print(f"  {key:<32} {value}")
+    out = ROOT / "bench" / "results" / f"{dt.date.today()}-{socket.gethostname()}.json"
+    out.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    print(f"\nwritten {out.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,180 @@
+"""Acceptance -> exchange log -> relay -> exchange, on the embedded default and on real
+RabbitMQ + PostgreSQL. The same test bodies run on both."""
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from sqlalchemy import func, select
+
+from bus.errors import BrokerUnavailable
+from bus.hub import Hub
+from bus.models import Event, Message
+from bus.receipts import ACCEPTED, DUPLICATE, REJECTED
+from bus.worker import Worker
+from bus.broker import connect
+from bus.topology import durable_queue
+from tests.conftest import SAMPLES
+from tests.helpers.capture import Capture
+from tests.helpers.messages import case_results, sample, with_message_id
+
+SYSTEM = "320382.scjgj.djxt"
+
+
+def _events(hub, kind):
+    with hub.engine.connect() as conn:
+        return conn.execute(select(Event).where(Event.kind == kind).order_by(Event.seq)).all()
+
+
+def test_accepted_message_reaches_the_exchange_with_its_routing_key(backend):
+    capture = Capture(backend.broker_url, "CaseResult.320382.#")
+    try:
+        with Hub(backend.settings()) as hub:
+            message_id, data = with_message_id(sample("CaseResult-approved.xml"))
+            receipt = hub.accept(data, system=SYSTEM)
+            assert receipt.status == ACCEPTED and receipt.message_id == message_id
+            seen = capture.collect({message_id})
+        assert seen[message_id] == 1
+        assert capture.routing_keys[message_id] == f"CaseResult.{SYSTEM}"
+        assert b"<hx:MessageId>" + message_id.encode() in capture.bodies[message_id]
+        assert len(_events(hub, "PUBLISHED")) == 1
+    finally:
+        capture.close()
+
+
+def test_receipt_only_after_commit_and_duplicates_get_the_first_receipt(backend):
+    with Hub(backend.settings()).start(relay=False) as hub:
+        message_id, data = with_message_id(sample("CaseResult-approved.xml"))
+        first = hub.accept(data, system=SYSTEM)
+        with hub.engine.connect() as conn:  # a fresh connection sees it: it was committed
+            row = conn.execute(select(Message).where(Message.message_id == message_id)).one()
+        assert row.receipt_id == first.receipt_id
+        again = hub.accept(data, system=SYSTEM)
+        assert again.status == DUPLICATE and again.receipt_id == first.receipt_id
+        assert again.accepted_at == first.accepted_at
+        with hub.engine.connect() as conn:
+            assert conn.scalar(select(func.count()).select_from(Message)) == 1
+        assert len(_events(hub, "DUPLICATE")) == 1
+
+
+def test_reused_message_id_with_other_content_is_rejected_and_changes_nothing(backend):
+    with Hub(backend.settings()).start(relay=False) as hub:
+        message_id, data = with_message_id(sample("CaseResult-approved.xml"))
+        assert hub.accept(data, system=SYSTEM).status == ACCEPTED
+        _, other = with_message_id(sample("CaseResult-rejected.xml"), message_id)
+        receipt = hub.accept(other, system=SYSTEM)
+        assert receipt.status == REJECTED and receipt.errors[0].code == "MESSAGE_ID_REUSED"
+        with hub.engine.connect() as conn:
+            stored = conn.execute(select(Message.digest).where(Message.message_id == message_id)).scalar_one()
+        import hashlib
+        assert stored == hashlib.sha256(data).hexdigest()
+
+
+def test_rejections_are_logged_with_their_codes(backend):
+    with Hub(backend.settings()).start(relay=False) as hub:
+        bad = (SAMPLES / "invalid" / "applicant-uscc.USCC_CHECK.xml").read_bytes()
+        receipt = hub.accept(bad, system=SYSTEM)
+        assert receipt.status == REJECTED and receipt.errors[0].code == "USCC_CHECK"
+        hostile = (SAMPLES / "invalid" / "billion-laughs.XML_DOCTYPE_FORBIDDEN.xml").read_bytes()
+        assert hub.accept(hostile, system=SYSTEM).errors[0].code == "XML_DOCTYPE_FORBIDDEN"
+        mismatch = sample("PersonRecord-female.xml")
+        assert hub.accept(mismatch, system=SYSTEM).errors[0].code == "SOURCE_MISMATCH"
+        codes = [e.code for e in _events(hub, "REJECTED")]
+        assert codes == ["USCC_CHECK", "XML_DOCTYPE_FORBIDDEN", "SOURCE_MISMATCH"]
+        # ... and the hub still accepts good mail afterwards.
+        assert hub.accept(with_message_id(sample("CaseResult-approved.xml"))[1], system=SYSTEM).ok
+
+
+def test_concurrent_senders_share_commits_and_nothing_is_lost(backend):
+    messages = case_results(400)
+    capture = Capture(backend.broker_url)
+    try:
+        with Hub(backend.settings()) as hub:
+            with ThreadPoolExecutor(32) as pool:
+                receipts = list(pool.map(lambda m: hub.accept(m[1], system=SYSTEM), messages))
+            assert {r.status for r in receipts} == {ACCEPTED}
+            expected = {mid for mid, _ in messages}
+            seen = capture.collect(expected, timeout=30)
+        assert expected <= set(seen)
+        with hub.engine.connect() as conn:
+            assert conn.scalar(select(func.count()).select_from(Message)) == 400
+            # Group commit: 400 acceptances took far fewer transactions (events share timestamps).
+            assert conn.scalar(select(func.count(func.distinct(Event.at))).where(Event.kind == "RECEIVED")) < 400
+    finally:
+        capture.close()
+
+
+def test_crash_before_publish_loses_nothing(backend):
+    """A hub that logged but never published (it died): the next hub's relay sends everything."""
+    messages = case_results(50)
+    dead = Hub(backend.settings()).start(relay=False)
+    for _, data in messages:
+        assert dead.accept(data, system=SYSTEM).status == ACCEPTED
+    dead.log.stop()  # no relay ran, no clean shutdown: as after kill -9
+    capture = Capture(backend.broker_url)
+    try:
+        with Hub(backend.settings()) as hub:
+            seen = capture.collect({mid for mid, _ in messages})
+            assert hub.log.unpublished_count() == 0
+        assert {mid for mid, _ in messages} <= set(seen)
+    finally:
+        capture.close()
+
+
+def test_broker_outage_delays_but_does_not_lose(backend):
+    """With the broker unreachable the relay keeps messages in the log and says so;
+    once the broker is back they go out."""
+    settings = backend.settings()
+    messages = case_results(20)
+    with Hub(settings).start(relay=False) as hub:
+        for _, data in messages:
+            hub.accept(data, system=SYSTEM)
+        if backend.name == "services":
+            from bus.broker import Publisher
+            broken = Publisher("amqp://guest:guest@127.0.0.1:1//", confirm_timeout=2)
+            with pytest.raises(BrokerUnavailable):
+                hub.log.publish_pending(broken.publish_batch, 100)
+            assert hub.log.unpublished_count() == 20
+        capture = Capture(backend.broker_url)
+        try:
+            assert hub.relay.drain() == 20
+            assert {m for m, _ in messages} <= set(capture.collect({m for m, _ in messages}))
+            assert hub.log.unpublished_count() == 0
+        finally:
+            capture.close()
+
+
+def test_worker_acks_only_after_the_handler_committed(backend, tmp_path):
+    """A failing handler gets the same messages again; a good one sees each once."""
+    quorum = backend.name == "services"
+    name = f"test.worker.{tmp_path.name[-20:]}".replace("_", "-")
+    queue = durable_queue(name, "CaseResult.#", quorum=quorum)
+    conn = connect(backend.broker_url)
+    queue(conn.channel()).declare()
+    messages = case_results(30)
+    attempts = {"n": 0}
+    handled: list[str] = []
+    done = threading.Event()
+
+    def handler(batch):
+        attempts["n"] += 1
+        if attempts["n"] == 1:
+            raise RuntimeError("database down for the first batch")
+        handled.extend(d.message_id for d in batch)
+        if {m for m, _ in messages} <= set(handled):
+            done.set()
+
+    worker = Worker(connect(backend.broker_url), [queue], handler, prefetch=50, batch_size=10)
+    try:
+        with Hub(backend.settings()) as hub:
+            worker.start()
+            for _, data in messages:
+                hub.accept(data, system=SYSTEM)
+            assert done.wait(30), f"handled {len(set(handled))} of 30"
+        assert {m for m, _ in messages} <= set(handled)
+        assert attempts["n"] >= 2
+    finally:
+        worker.stop()
+        queue(conn.channel()).delete()
+        conn.release()
