@@ -1,6 +1,6 @@
 """Fixtures. Every pipeline test runs twice: embedded (SQLite + in-memory broker) and on
 real RabbitMQ + PostgreSQL when HUITONG_TEST_AMQP_URL / HUITONG_TEST_DATABASE_URL are set.
-With HUITONG_REQUIRE_SERVICES=1 (CI) a missing service fails the test instead of skipping."""
+With HUITONG_TEST_REQUIRE_SERVICES=1 (CI) a missing service fails the test instead of skipping."""
 from __future__ import annotations
 
 import os
@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "schemas" / "samples"
 AMQP_URL = os.environ.get("HUITONG_TEST_AMQP_URL")
 DATABASE_URL = os.environ.get("HUITONG_TEST_DATABASE_URL")
-REQUIRE_SERVICES = os.environ.get("HUITONG_REQUIRE_SERVICES") == "1"
+REQUIRE_SERVICES = os.environ.get("HUITONG_TEST_REQUIRE_SERVICES") == "1"
 
 
 @dataclass
@@ -41,7 +41,7 @@ def require_services() -> None:
     if AMQP_URL and DATABASE_URL:
         return
     if REQUIRE_SERVICES:
-        pytest.fail("HUITONG_REQUIRE_SERVICES=1 but HUITONG_TEST_AMQP_URL / HUITONG_TEST_DATABASE_URL are not set")
+        pytest.fail("HUITONG_TEST_REQUIRE_SERVICES=1 but HUITONG_TEST_AMQP_URL / HUITONG_TEST_DATABASE_URL are not set")
     pytest.skip("RabbitMQ and PostgreSQL are not configured (set HUITONG_TEST_AMQP_URL and HUITONG_TEST_DATABASE_URL)")
 
 
