@@ -21,7 +21,6 @@ def bench_publish(messages: int = 20000, senders: int = 32) -> dict:
 
     amqp, database = _env("AMQP_URL"), _env("DATABASE_URL")
     tmp = tempfile.mkdtemp(prefix="huitong-bench-")
-    db_url = None
     broker = amqp or "memory://"
     batch = case_results(messages)
 
@@ -36,7 +35,6 @@ def bench_publish(messages: int = 20000, senders: int = 32) -> dict:
     publisher.close()
 
     def run(label, accept_all):
-        nonlocal db_url
         fresh = _fresh_pg(database) if database else f"sqlite:///{tmp}/{label}.db"
         cfg = load_settings(environ={"HUITONG_DATABASE_URL": fresh, "HUITONG_BROKER_URL": broker})
         with Hub(cfg) as hub:
