@@ -10,7 +10,6 @@ import json
 import os
 import platform
 import socket
-import time
 from pathlib import Path
 
 from bus.logs import configure_logging

@@ -1,7 +1,12 @@
 """Accept -> publish throughput through the hub (32 concurrent senders, group commit, relay
-with pipelined confirms) against raw confirmed publishing of the same bodies, same run."""
+with pipelined confirms) against raw confirmed publishing of the same bodies, same run.
+
+On RabbitMQ a durable quorum queue is bound to every routing key for the run, as a route
+would be: a confirm then means the broker has stored the message, not that it dropped an
+unroutable one. Baseline and hub publish to the same exchange and queue."""
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import time
@@ -24,26 +29,31 @@ def bench_publish(messages: int = 20000, senders: int = 32) -> dict:
     broker = amqp or "memory://"
     batch = case_results(messages)
 
+    sink = _Sink(broker)
     # Baseline: the same bodies straight to the broker, pipelined confirms, batches of 500.
     publisher = Publisher(broker)
-    pend = [Pending(i, mid, "320382.scjgj.djxt", "CaseResult", "bench.baseline", None, body)
+    pend = [Pending(i, mid, "320382.scjgj.djxt", "CaseResult", "CaseResult.320382.scjgj.djxt", None, body)
             for i, (mid, body) in enumerate(batch)]
     start = time.perf_counter()
     for i in range(0, len(pend), 500):
         publisher.publish_batch(pend[i:i + 500])
     raw = messages / (time.perf_counter() - start)
     publisher.close()
+    sink.purge()
 
-    def run(label, accept_all):
+    def run(label, accept_all, relay_process=False):
         fresh = _fresh_pg(database) if database else f"sqlite:///{tmp}/{label}.db"
-        cfg = load_settings(environ={"HUITONG_DATABASE_URL": fresh, "HUITONG_BROKER_URL": broker})
-        with Hub(cfg) as hub:
+        environ = {"HUITONG_DATABASE_URL": fresh, "HUITONG_BROKER_URL": broker}
+        cfg = load_settings(environ=environ)
+        with _dropped_after(database, fresh), Hub(cfg).start(relay=not relay_process) as hub, \
+                _relay_process(environ if relay_process else None):
             start = time.perf_counter()
             receipts = accept_all(hub)
             accepted_at = time.perf_counter()
             while hub.log.unpublished_count():
                 time.sleep(0.01)
             elapsed = time.perf_counter() - start
+        sink.purge()
         assert all(r.status == "ACCEPTED" for r in receipts), label
         rate = messages / elapsed
         return {f"{label}_accept_msg_s": round(messages / (accepted_at - start)),
@@ -63,16 +73,76 @@ def bench_publish(messages: int = 20000, senders: int = 32) -> dict:
     result = {"backend": f"{'PostgreSQL' if database else 'SQLite'} + {'RabbitMQ' if amqp else 'in-memory'}",
               "messages": messages, "raw_confirmed_publish_msg_s": round(raw),
               "single_senders": senders}
-    result.update(run("single", single))
-    result.update(run("batched", batched))
+    try:
+        result.update(run("single", single))
+        result.update(run("batched", batched))
+        if database:  # production layout: `huitong relay` as its own process beside the hub
+            result.update(run("batched_relay_process", batched, relay_process=True))
+    finally:
+        sink.delete()
     return result
+
+
+class _Sink:
+    """The durable queue a route would have, bound to everything, emptied between runs."""
+
+    def __init__(self, url: str):
+        from bus.broker import connect
+        from bus.topology import declare, durable_queue
+        self.conn = connect(url)
+        channel = self.conn.channel()
+        self.queue = durable_queue("huitong.bench.sink", "#", quorum=not url.startswith("memory"))(channel)
+        declare(channel, [self.queue])
+
+    def purge(self) -> None:
+        self.queue.purge()
+
+    def delete(self) -> None:
+        self.queue.delete()
+        self.conn.release()
+
+
+@contextlib.contextmanager
+def _relay_process(environ: dict | None):
+    if environ is None:
+        yield
+        return
+    import subprocess
+    import sys
+    proc = subprocess.Popen([sys.executable, "-m", "bus.cli", "relay"],
+                            env={**os.environ, **environ, "HUITONG_LOGGING__LEVEL": "WARNING"})
+    try:
+        yield
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+@contextlib.contextmanager
+def _dropped_after(admin_url: str | None, url: str):
+    """The bench's PostgreSQL database goes away with the run."""
+    try:
+        yield
+    finally:
+        if admin_url:
+            _drop_pg(admin_url, url)
+
+
+def _drop_pg(admin_url: str, url: str) -> None:
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+    name = make_url(url).database
+    admin = create_engine(make_url(admin_url).set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
 
 
 def _fresh_pg(url: str) -> str:
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
     parsed = make_url(url).set(drivername="postgresql+psycopg")
-    name = f"huitong_bench_{int(time.time())}"
+    name = f"huitong_bench_{int(time.time() * 1000)}"
     admin = create_engine(parsed, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))

@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 
 from lxml import etree
 
-from schemas.namespaces import CASE, ENVELOPE, MESSAGE_TYPES, REGISTRY
-from schemas.validation import MessageValidator, header_fields
+from schemas.namespaces import ENVELOPE, MESSAGE_TYPES
+from schemas.semantic import fields_of
+from schemas.validation import MessageValidator, Validated
 
 _H = f"{{{ENVELOPE}}}"
 
@@ -53,16 +54,19 @@ class Envelope:
 
 def parse_envelope(data: bytes, validator: MessageValidator) -> Envelope:
     """Validate bytes and return the Envelope, or raise RejectedMessage."""
-    root = validator.validate(data)
-    if (root.getroottree().docinfo.encoding or "UTF-8").upper() not in ("UTF-8", "UTF8"):
+    checked = validator.validate(data)
+    if not data.startswith(_UTF8_DECLARATION) and (
+            checked.root.getroottree().docinfo.encoding or "UTF-8").upper() not in ("UTF-8", "UTF8"):
         # Legacy senders write GBK/GB18030; the log and the wire carry UTF-8 only.
-        data = etree.tostring(root, encoding="UTF-8", xml_declaration=True)
-    return _from_tree(root, data)
+        data = etree.tostring(checked.root, encoding="UTF-8", xml_declaration=True)
+    return _from_checked(checked, data)
 
 
-def _from_tree(root: etree._Element, data: bytes) -> Envelope:
-    header = {name: el.text for name, el in header_fields(root[0]).items()}
-    body = root[1][0]
+_UTF8_DECLARATION = b"<?xml version='1.0' encoding='UTF-8'?>"
+
+
+def _from_checked(checked: Validated, data: bytes) -> Envelope:
+    header = checked.header
     message_type = header["Type"]
     return Envelope(
         message_id=header["MessageId"].lower(),
@@ -70,7 +74,7 @@ def _from_tree(root: etree._Element, data: bytes) -> Envelope:
         schema_version=header["SchemaVersion"],
         source=header["Source"],
         sent_at=dt.datetime.fromisoformat(header["SentAt"]),
-        keys=_business_keys(message_type, body),
+        keys=_business_keys(message_type, checked.fields),
         xml=data,
         digest=hashlib.sha256(data).hexdigest(),
         correlation_id=(header.get("CorrelationId") or "").lower() or None,
@@ -98,26 +102,27 @@ def build_envelope(message_type: str, body: etree._Element, source: str,
     return parse_envelope(etree.tostring(root, encoding="UTF-8", xml_declaration=True), validator)
 
 
-def _text(body: etree._Element, path: str) -> str | None:
-    value = body.findtext(path)
+def _text(fields: dict, name: str) -> str | None:
+    el = fields.get(name)
+    value = el.text if el is not None else None
     return value.strip() if value else None
 
 
-def _business_keys(message_type: str, body: etree._Element) -> BusinessKeys:
-    c, r = f"{{{CASE}}}", f"{{{REGISTRY}}}"
+def _business_keys(message_type: str, f: dict) -> BusinessKeys:
     if message_type == "CaseAccepted":
-        id_type, id_number = _text(body, f"{c}Applicant/{c}IdType"), _text(body, f"{c}Applicant/{c}IdNumber")
+        applicant = fields_of(f["Applicant"])
+        id_type, id_number = _text(applicant, "IdType"), _text(applicant, "IdNumber")
         return BusinessKeys(
-            case_number=_text(body, f"{c}CaseNumber"),
+            case_number=_text(f, "CaseNumber"),
             uscc=id_number if id_type == "USCC" else None,
             citizen_id=id_number if id_type == "CITIZEN_ID" else None,
-            project_code=_text(body, f"{c}ProjectCode"))
+            project_code=_text(f, "ProjectCode"))
     if message_type in ("CaseProcess", "CaseResult"):
-        return BusinessKeys(case_number=_text(body, f"{c}CaseNumber"))
+        return BusinessKeys(case_number=_text(f, "CaseNumber"))
     if message_type == "EnterpriseRecord":
-        return BusinessKeys(uscc=_text(body, f"{r}Uscc"))
+        return BusinessKeys(uscc=_text(f, "Uscc"))
     if message_type == "PersonRecord":
-        return BusinessKeys(citizen_id=_text(body, f"{r}CitizenId"))
+        return BusinessKeys(citizen_id=_text(f, "CitizenId"))
     if message_type == "ProjectRecord":
-        return BusinessKeys(project_code=_text(body, f"{r}ProjectCode"), uscc=_text(body, f"{r}OwnerUscc"))
+        return BusinessKeys(project_code=_text(f, "ProjectCode"), uscc=_text(f, "OwnerUscc"))
     return BusinessKeys()

@@ -15,12 +15,13 @@ import uuid
 from concurrent.futures import Future
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, func, insert, select, tuple_, update
+from sqlalchemy import Engine, func, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from bus.envelope import Envelope
 from bus.errors import FieldError, RejectedMessage, StoreUnavailable
+from bus.log_writers import RETURNED, writer_for
 from bus.logs import get_logger
 from bus.models import Event, HubState, Message, MessageBody
 from bus.receipts import ACCEPTED, DUPLICATE, REJECTED, Receipt
@@ -45,6 +46,7 @@ class _Rejection:
     source: str | None
     body: bytes | None
     future: Future
+    digest: str | None = None  # of the kept body
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +72,10 @@ class ExchangeLog:
         self._stopping = False
         dialect = sqlite if engine.dialect.name == "sqlite" else postgresql
         self._insert = dialect.insert
-        self.on_commit = []  # callables told when new messages are committed (the relay's wake-up)
+        self._writer = writer_for(engine.dialect.name)
+        # Told the newly committed messages (list[Pending]) after each commit: the relay's
+        # fast path, which publishes them without reading them back from the database.
+        self.on_commit = []
 
     # -- lifecycle ---------------------------------------------------------------------
     def start(self) -> "ExchangeLog":
@@ -125,7 +130,7 @@ class ExchangeLog:
                     break
                 batch.append(item)
             try:
-                results = self._commit(batch)
+                results, fresh = self._commit(batch)
             except Exception as exc:  # the database is down or refused: nobody is told ACCEPTED
                 log.error("log.commit_failed", error=str(exc), batch=len(batch))
                 failure = StoreUnavailable(f"the exchange log could not commit: {exc.__class__.__name__}")
@@ -134,60 +139,54 @@ class ExchangeLog:
                 continue
             for entry, receipt in zip(batch, results):
                 entry.future.set_result(receipt)
-            if any(r.status == ACCEPTED for r in results):
+            if fresh:
                 for callback in self.on_commit:
-                    callback()
+                    callback(fresh)
 
-    def _commit(self, batch: list) -> list[Receipt]:
+    def _commit(self, batch: list) -> tuple[list[Receipt], list[Pending]]:
+        """One transaction for the whole batch: bodies, new message rows, their events."""
         now = utcnow()
-        acceptances = [e for e in batch if isinstance(e, _Acceptance)]
         receipt_ids = {id(e): str(uuid.uuid4()) for e in batch}
         results: dict[int, Receipt] = {}
         events: list[dict] = []
-        with self.engine.begin() as conn:
-            if acceptances:
-                bodies = {e.envelope.digest: e.envelope.xml for e in acceptances}
-                conn.execute(self._insert(MessageBody).on_conflict_do_nothing(),
-                             [{"digest": d, "content": c, "size": len(c)} for d, c in bodies.items()])
-                rows, seen = [], set()
-                for entry in acceptances:
-                    env = entry.envelope
-                    if (env.source, env.message_id) in seen:
-                        continue  # same message twice in one batch: the first one wins
+        fresh: list[Pending] = []
+        bodies: dict[str, bytes] = {}
+        rows, seen = [], set()
+        for entry in batch:
+            if isinstance(entry, _Acceptance):
+                env = entry.envelope
+                bodies[env.digest] = env.xml
+                if (env.source, env.message_id) not in seen:  # twice in one batch: the first wins
                     seen.add((env.source, env.message_id))
                     rows.append(_message_row(env, receipt_ids[id(entry)], now))
-                conn.execute(self._insert(Message).on_conflict_do_nothing(
-                    index_elements=["source", "message_id"]), rows)
-                stored = {(r.source, r.message_id): r for r in conn.execute(
-                    select(Message.seq, Message.receipt_id, Message.source, Message.message_id,
-                           Message.digest, Message.received_at)
-                    .where(tuple_(Message.source, Message.message_id).in_(list(seen))))}
-                for entry in acceptances:
+            elif entry.body is not None and len(entry.body) <= self.keep_rejected_bodies_up_to:
+                # Kept as evidence of what was refused; hostile floods dedupe by digest.
+                entry.digest = hashlib.sha256(entry.body).hexdigest()
+                bodies[entry.digest] = entry.body
+        with self.engine.begin() as conn:
+            self._writer.insert_bodies(conn, bodies)
+            # RETURNING names the rows this batch inserted; only a (source, message_id) that
+            # was already there needs a second look (a retry, or a reused id).
+            stored = {(r.source, r.message_id): r for r in self._writer.insert_messages(conn, rows)}
+            earlier = seen - stored.keys()
+            if earlier:
+                stored.update(((r.source, r.message_id), r) for r in conn.execute(
+                    select(*(getattr(Message, name) for name in RETURNED))
+                    .where(tuple_(Message.source, Message.message_id).in_(list(earlier)))))
+            for entry in batch:
+                receipt_id = receipt_ids[id(entry)]
+                if isinstance(entry, _Rejection):
+                    results[id(entry)], event = _rejected(entry, receipt_id, now)
+                else:
                     env = entry.envelope
                     row = stored[(env.source, env.message_id)]
-                    results[id(entry)], event = _outcome(env, row, receipt_ids[id(entry)], now)
-                    events.append(event)
-            for entry in batch:
-                if isinstance(entry, _Rejection):
-                    results[id(entry)], event = self._rejected(conn, entry, receipt_ids[id(entry)], now)
-                    events.append(event)
-            conn.execute(insert(Event), events)
-        return [results[id(e)] for e in batch]
-
-    def _rejected(self, conn, entry: _Rejection, receipt_id: str, now):
-        rejection = entry.rejection
-        digest = None
-        if entry.body is not None and len(entry.body) <= self.keep_rejected_bodies_up_to:
-            # Kept as evidence of what was refused; hostile floods dedupe by digest.
-            digest = hashlib.sha256(entry.body).hexdigest()
-            conn.execute(self._insert(MessageBody).on_conflict_do_nothing(),
-                         [{"digest": digest, "content": entry.body, "size": len(entry.body)}])
-        receipt = Receipt(receipt_id, rejection.message_id, REJECTED, None, rejection.errors)
-        event = _event("REJECTED", now, message_id=rejection.message_id, source=entry.source,
-                       code=rejection.code, digest=digest, detail={
-                           "receipt_id": receipt_id,
-                           "errors": [{"path": e.path, "code": e.code, "text": e.text} for e in rejection.errors]})
-        return receipt, event
+                    results[id(entry)], event = _outcome(env, row, receipt_id, now)
+                    if event["kind"] == "RECEIVED":
+                        fresh.append(Pending(row.seq, env.message_id, env.source, env.type,
+                                             env.routing_key, env.correlation_id, env.xml))
+                events.append(event)
+            self._writer.append_events(conn, events)
+        return [results[id(e)] for e in batch], fresh
 
     # -- the relay's side ----------------------------------------------------------------
     def publish_pending(self, publish, limit: int) -> int:
@@ -218,11 +217,15 @@ class ExchangeLog:
                 self._mark_published(conn, pending)
         return len(pending)
 
+    def mark_published(self, pending: list[Pending]) -> None:
+        """Record PUBLISHED for messages the relay put on the wire from memory."""
+        with self.engine.begin() as conn:
+            self._mark_published(conn, pending)
+
     def _mark_published(self, conn, pending: list[Pending]) -> None:
         now = utcnow()
-        seqs = [p.seq for p in pending]
-        conn.execute(update(Message).where(Message.seq.in_(seqs)).values(published_at=now))
-        conn.execute(insert(Event), [
+        self._writer.mark_published(conn, [p.seq for p in pending], now)
+        self._writer.append_events(conn, [
             _event("PUBLISHED", now, message_seq=p.seq, message_id=p.message_id, source=p.source)
             for p in pending])
 
@@ -278,6 +281,16 @@ def _message_row(env: Envelope, receipt_id: str, now: dt.datetime) -> dict:
             "sent_at": env.sent_at, "received_at": now, "published_at": None,
             "case_number": keys.case_number, "uscc": keys.uscc, "citizen_id": keys.citizen_id,
             "project_code": keys.project_code}
+
+
+def _rejected(entry: _Rejection, receipt_id: str, now: dt.datetime):
+    rejection = entry.rejection
+    receipt = Receipt(receipt_id, rejection.message_id, REJECTED, None, rejection.errors)
+    event = _event("REJECTED", now, message_id=rejection.message_id, source=entry.source,
+                   code=rejection.code, digest=entry.digest, detail={
+                       "receipt_id": receipt_id,
+                       "errors": [{"path": e.path, "code": e.code, "text": e.text} for e in rejection.errors]})
+    return receipt, event
 
 
 def _outcome(env: Envelope, row, receipt_id: str, now):

@@ -28,7 +28,7 @@ class Hub:
         self.acceptance = Acceptance(self.validator, self.log)
         self.relay = Relay(self.log, Publisher(settings.broker_url, confirm_timeout=settings.relay.confirm_timeout),
                            batch_size=settings.relay.batch_size, poll_interval=settings.relay.poll_interval)
-        self.log.on_commit.append(self.relay.wake)
+        self.log.on_commit.append(self.relay.offer)
         self._relay_running = False
         self._started = False
 

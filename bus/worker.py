@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from kombu import Connection, Consumer, Queue
+from kombu import Connection, Queue
 from kombu.mixins import ConsumerMixin
 
 from bus.logs import get_logger

@@ -63,7 +63,9 @@ class HardenedParser:
             tools = self._local.tools = (parser, etree.XPath(self._too_deep_path))
         return tools
 
-    def parse(self, data: bytes) -> etree._Element:
+    def parse(self, data: bytes, *, check_depth: bool = True) -> etree._Element:
+        """check_depth=False is for callers that validate against a schema which bounds the
+        depth anyway and call too_deep() on the failure path (MessageValidator)."""
         limits = self.limits
         if len(data) > limits.max_bytes:
             raise RejectedMessage.single(
@@ -71,7 +73,7 @@ class HardenedParser:
         if _has_doctype(data):
             raise RejectedMessage.single(
                 "XML_DOCTYPE_FORBIDDEN", "a DOCTYPE is not allowed (no DTDs, no entities)")
-        parser, too_deep = self._tools()
+        parser = self._tools()[0]
         try:
             root = etree.fromstring(data, parser)
         except etree.XMLSyntaxError as exc:
@@ -80,9 +82,8 @@ class HardenedParser:
             raise RejectedMessage.single("XML_MALFORMED", "document is empty")
         if root.getroottree().docinfo.doctype:  # belt and braces behind the prolog scan
             raise RejectedMessage.single("XML_DOCTYPE_FORBIDDEN", "a DOCTYPE is not allowed")
-        if too_deep(root):
-            raise RejectedMessage.single(
-                "XML_TOO_DEEP", f"elements are nested deeper than {limits.max_depth}")
+        if check_depth:
+            self.check_depth(root)
         # Each element costs at least 4 bytes (<a/>), so small documents cannot break the cap.
         if len(data) > 4 * limits.max_elements:
             count = sum(1 for _ in root.iter())
@@ -91,6 +92,12 @@ class HardenedParser:
                     "XML_TOO_MANY_ELEMENTS",
                     f"document has {count} elements, the cap is {limits.max_elements}")
         return root
+
+
+    def check_depth(self, root: etree._Element) -> None:
+        if self._tools()[1](root):
+            raise RejectedMessage.single(
+                "XML_TOO_DEEP", f"elements are nested deeper than {self.limits.max_depth}")
 
 
 def find_xinclude(root: etree._Element) -> etree._Element | None:

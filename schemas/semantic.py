@@ -18,7 +18,7 @@ Fields = dict[str, etree._Element]
 Check = Callable[[Fields], Iterator[FieldError]]
 
 
-def _fields(el: etree._Element) -> Fields:
+def fields_of(el: etree._Element) -> Fields:
     """Children by local name (the family namespace is fixed by the XSD)."""
     return {child.tag.rpartition("}")[2]: child for child in el}
 
@@ -51,7 +51,7 @@ def _party(party: etree._Element | None) -> Iterator[FieldError]:
     """A party's IdNumber is checked by its IdType."""
     if party is None:
         return
-    fields = _fields(party)
+    fields = fields_of(party)
     id_type, number = fields.get("IdType"), fields.get("IdNumber")
     if id_type is None or number is None:
         return
@@ -131,5 +131,6 @@ CHECKS: dict[str, Check] = {
 FAMILY = {name: (CASE if name.startswith("Case") else REGISTRY) for name in CHECKS}
 
 
-def check_body(message_type: str, body: etree._Element) -> list[FieldError]:
-    return list(CHECKS[message_type](_fields(body)))
+def check_body(message_type: str, fields: Fields) -> list[FieldError]:
+    """Problems of a message body, given its children by local name (fields_of)."""
+    return list(CHECKS[message_type](fields))

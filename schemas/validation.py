@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import NamedTuple
 
 from lxml import etree
 
@@ -18,11 +19,23 @@ from schemas.paths import path_of, strip_prefixes
 XSD_DIR = Path(__file__).parent / "xsd"
 BUNDLE = XSD_DIR / "huitong-1.xsd"
 MAX_REPORTED = 20
+CANONICAL_DEPTH = 8  # deepest element a canonical message can have (Envelope/Body/... is 6)
 _MAJOR_PREFIX = f"{SUPPORTED_MAJOR}."
 
+_COMPILE_LOCK = threading.Lock()
 _ENVELOPE = f"{{{ENVELOPE}}}Envelope"
 _HEADER = f"{{{ENVELOPE}}}Header"
 _BODY = f"{{{ENVELOPE}}}Body"
+
+
+class Validated(NamedTuple):
+    """A message that passed every check, with what the envelope needs already indexed
+    (walking lxml children creates Python proxies, so the hot path walks them once)."""
+
+    root: etree._Element
+    header: dict[str, str]  # header field texts by local name
+    body: etree._Element  # the message element inside hx:Body
+    fields: dict[str, etree._Element]  # the body's children by local name
 
 
 class MessageValidator:
@@ -30,6 +43,7 @@ class MessageValidator:
 
     def __init__(self, limits: XmlLimits = XmlLimits()):
         self.parser = HardenedParser(limits)
+        self._check_depth_first = limits.max_depth < CANONICAL_DEPTH
         self._local = threading.local()
         self._report_schema = None
         self._report_lock = threading.Lock()
@@ -38,23 +52,31 @@ class MessageValidator:
         schema = getattr(self._local, "schema", None)
         if schema is None:
             # Our own XSD files, but still through a parser that loads no DTD and no network.
-            doc = etree.parse(str(BUNDLE), etree.XMLParser(
-                resolve_entities=False, no_network=True, load_dtd=False))
-            schema = self._local.schema = etree.XMLSchema(doc)
+            # libxml2 fails to compile the same schema in two threads at once: one at a time.
+            with _COMPILE_LOCK:
+                doc = etree.parse(str(BUNDLE), etree.XMLParser(
+                    resolve_entities=False, no_network=True, load_dtd=False))
+                schema = self._local.schema = etree.XMLSchema(doc)
         return schema
 
-    def validate(self, data: bytes) -> etree._Element:
-        root = self.parser.parse(data)
+    def validate(self, data: bytes) -> Validated:
+        # libxml2 itself stops at 256 levels while parsing; within that, a document our
+        # schemas accept is at most CANONICAL_DEPTH deep, so the configured depth cap only
+        # needs checking when the schema refuses (or when the cap is below the schemas' depth).
+        root = self.parser.parse(data, check_depth=self._check_depth_first)
         schema = self._schema()
         if not schema.validate(root):
+            self.parser.check_depth(root)
             raise RejectedMessage(self._report(root, schema), **_identity(root))
-        header, body = root[0], root[1][0]
+        header = {child.tag.rpartition("}")[2]: child.text for child in root[0]}
+        body = root[1][0]
         problems = _header_problems(header, body)
+        fields = semantic.fields_of(body)
         if not problems:
-            problems = semantic.check_body(body.tag.rpartition("}")[2], body)
+            problems = semantic.check_body(header["Type"], fields)
         if problems:
             raise RejectedMessage(problems, **_identity(root))
-        return root
+        return Validated(root, header, body, fields)
 
     # -- failure path -------------------------------------------------------------------
     def _report(self, root: etree._Element, schema: etree.XMLSchema) -> list[FieldError]:
@@ -100,28 +122,23 @@ def _reason(error) -> str:
     return reason
 
 
-def header_fields(header: etree._Element) -> dict[str, etree._Element]:
-    return {child.tag.rpartition("}")[2]: child for child in header}
-
-
-def _header_problems(header: etree._Element, body: etree._Element) -> list[FieldError]:
-    fields = header_fields(header)
+def _header_problems(header: dict[str, str], body: etree._Element) -> list[FieldError]:
+    # Header elements occur once each (XSD), so their paths are fixed.
     namespace, _, local = body.tag[1:].partition("}")
     problems = []
     if MESSAGE_TYPES.get(local) != namespace:
         problems.append(FieldError(path_of(body), "UNKNOWN_TYPE",
                                    f"no message type {local} in {namespace}"))
-    elif fields["Type"].text != local:
-        problems.append(FieldError(path_of(fields["Type"]), "TYPE_MISMATCH",
-                                   f"header says {fields['Type'].text}, body carries {local}"))
-    version = fields["SchemaVersion"]
-    if not version.text.startswith(_MAJOR_PREFIX):
-        problems.append(FieldError(path_of(version), "SCHEMA_VERSION",
-                                   f"schema version {version.text} is not supported; use {SUPPORTED_MAJOR}.x"))
-    source = fields["Source"]
-    region_problem = check_region(source.text[:6])
+    elif header["Type"] != local:
+        problems.append(FieldError("/Envelope/Header/Type", "TYPE_MISMATCH",
+                                   f"header says {header['Type']}, body carries {local}"))
+    version = header["SchemaVersion"]
+    if not version.startswith(_MAJOR_PREFIX):
+        problems.append(FieldError("/Envelope/Header/SchemaVersion", "SCHEMA_VERSION",
+                                   f"schema version {version} is not supported; use {SUPPORTED_MAJOR}.x"))
+    region_problem = check_region(header["Source"][:6])
     if region_problem:
-        problems.append(FieldError(path_of(source), "REGION_CODE", region_problem[1]))
+        problems.append(FieldError("/Envelope/Header/Source", "REGION_CODE", region_problem[1]))
     return problems
 
 

@@ -141,3 +141,34 @@ def test_validator_keeps_serving_after_hostile_input(validator):
         with pytest.raises(RejectedMessage):
             validator.validate(path.read_bytes())
     assert parse_envelope(VALID[0].read_bytes(), validator).type
+
+
+def test_schemas_bound_the_depth_the_validator_relies_on():
+    """MessageValidator skips the depth XPath for messages the XSD accepts; that is only safe
+    while no canonical element can nest deeper than CANONICAL_DEPTH."""
+    import xmlschema
+    from xmlschema.validators import XsdAnyElement
+
+    from schemas.validation import BUNDLE, CANONICAL_DEPTH
+
+    schema = xmlschema.XMLSchema10(str(BUNDLE))
+    from schemas.namespaces import ENVELOPE, MESSAGE_TYPES
+    ours = {ENVELOPE, *MESSAGE_TYPES.values()}
+    globals_ = [g for g in schema.maps.elements.values() if g.target_namespace in ours]
+
+    def depth(element, stack=()):
+        assert element.name not in stack, f"recursive element {element.name}"
+        content = getattr(element.type, "content", None)
+        if content is None or not hasattr(content, "iter_elements"):
+            return 1
+        deepest = 0
+        for child in content.iter_elements():
+            if isinstance(child, XsdAnyElement):
+                candidates = [g for g in globals_ if child.is_matching(g.name)]
+                deepest = max([deepest] + [depth(g, stack + (element.name,)) for g in candidates])
+            else:
+                deepest = max(deepest, depth(child, stack + (element.name,)))
+        return 1 + deepest
+
+    assert max(depth(g) for g in globals_) <= CANONICAL_DEPTH
+
