@@ -19,13 +19,18 @@ class Acceptance:
         self.validator = validator
         self.log = exchange_log
 
-    def check(self, data: bytes, *, system: str) -> Envelope:
-        """Validate only; raises RejectedMessage."""
+    def check(self, data: bytes, *, system: str, grants: frozenset[str] | None = None) -> Envelope:
+        """Validate only; raises RejectedMessage. With grants (an authenticated system's),
+        a message type outside them is refused: deny by default."""
         envelope = parse_envelope(data, self.validator)
         if envelope.source != system:
             raise RejectedMessage.single(
                 "SOURCE_MISMATCH", f"envelope source {envelope.source} is not the sending system {system}",
                 "/Envelope/Header/Source", message_id=envelope.message_id, source=system)
+        if grants is not None and envelope.type not in grants:
+            raise RejectedMessage.single(
+                "NOT_AUTHORIZED", f"system {system} is not granted {envelope.type}",
+                "/Envelope/Header/Type", message_id=envelope.message_id, source=system)
         return envelope
 
     def accept_many(self, items: list[bytes], *, system: str) -> list[Receipt]:
@@ -49,11 +54,11 @@ class Acceptance:
                      code=receipt.errors[0].code if receipt.errors else None)
         return receipts
 
-    def accept(self, data: bytes, *, system: str) -> Receipt:
+    def accept(self, data: bytes, *, system: str, grants: frozenset[str] | None = None) -> Receipt:
         """Validate and commit; returns ACCEPTED, DUPLICATE or REJECTED once the log holds it.
         Raises StoreUnavailable when the log cannot commit (the sender should retry)."""
         try:
-            envelope = self.check(data, system=system)
+            envelope = self.check(data, system=system, grants=grants)
         except RejectedMessage as rejection:
             receipt = self.log.reject(rejection, source=system, body=data)
             log.info("message.rejected", system=system, message_id=rejection.message_id,

@@ -49,6 +49,29 @@ class RelaySettings(Section):
     max_lag_seconds: float = Field(60.0, gt=0)
 
 
+class SoapSettings(Section):
+    """The department Web Service interface (/ws/exchange)."""
+    # The whole SOAP request; the canonical envelope inside is also held to xml.max_bytes.
+    max_request_bytes: int = Field(6 * 1024 * 1024, ge=4096)
+    # WS-Security Created must lie within this many seconds of the hub's clock.
+    created_tolerance_seconds: int = Field(300, ge=1, le=86_400)
+    # PasswordText sends the secret itself: only over TLS unless this says otherwise.
+    allow_password_text: bool = False
+    # Requests per second per system (token bucket per worker process; burst = 2 s worth).
+    rate_limit_per_system: float = Field(200.0, gt=0)
+    # How long a change made with `huitong systems` may take to reach a running hub.
+    registry_cache_seconds: float = Field(5.0, ge=0, le=300)
+
+
+class SystemSeed(Section):
+    """A system registered at start if the database does not know it yet."""
+    id: str
+    name: str
+    secret: str | None = None
+    secret_env: str | None = None  # name of an environment variable holding the secret
+    grants: list[str] = []
+
+
 class LoggingSettings(Section):
     level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
     format: str = Field("auto", pattern="^(auto|json|console)$")
@@ -65,6 +88,11 @@ class Settings(Section):
     log_store: LogStoreSettings = LogStoreSettings()
     relay: RelaySettings = RelaySettings()
     logging: LoggingSettings = LoggingSettings()
+    soap: SoapSettings = SoapSettings()
+    systems: list[SystemSeed] = []
+    # Key that encrypts system secrets at rest (Fernet, urlsafe base64 of 32 bytes). Empty: a key
+    # file under state_dir is created on first use; several hosts must share one key.
+    secret_key: str = ""
 
     @field_validator("database_url")
     @classmethod
@@ -82,6 +110,10 @@ class Settings(Section):
     @property
     def effective_database_url(self) -> str:
         return self.database_url or f"sqlite:///{Path(self.state_dir) / 'huitong.db'}"
+
+    @property
+    def secret_key_file(self) -> Path:
+        return Path(self.state_dir) / "secret.key"
 
     @property
     def embedded_broker(self) -> bool:

@@ -83,10 +83,15 @@ def _from_checked(checked: Validated, data: bytes) -> Envelope:
 
 
 def build_envelope(message_type: str, body: etree._Element, source: str,
-                   validator: MessageValidator, *, message_id: str | None = None,
-                   correlation_id: str | None = None, target: str | None = None,
-                   sent_at: dt.datetime | None = None, schema_version: str = "1.0") -> Envelope:
+                   validator: MessageValidator, **header) -> Envelope:
     """Wrap a body element into a validated canonical envelope (adapters use this)."""
+    return parse_envelope(envelope_xml(message_type, body, source, **header), validator)
+
+
+def envelope_xml(message_type: str, body: etree._Element, source: str, *, message_id: str | None = None,
+                 correlation_id: str | None = None, target: str | None = None,
+                 sent_at: dt.datetime | None = None, schema_version: str = "1.0") -> bytes:
+    """Canonical envelope bytes around a body element, not yet validated."""
     if message_type not in MESSAGE_TYPES:
         raise ValueError(f"unknown message type {message_type}")
     root = etree.Element(f"{_H}Envelope", nsmap={"hx": ENVELOPE})
@@ -99,7 +104,7 @@ def build_envelope(message_type: str, body: etree._Element, source: str,
         if value is not None:
             etree.SubElement(header, f"{_H}{name}").text = value
     etree.SubElement(root, f"{_H}Body").append(body)
-    return parse_envelope(etree.tostring(root, encoding="UTF-8", xml_declaration=True), validator)
+    return etree.tostring(root, encoding="UTF-8", xml_declaration=True)
 
 
 def _text(fields: dict, name: str) -> str | None:

@@ -264,6 +264,27 @@ class ExchangeLog:
                                .where(Message.source == source, Message.message_id == message_id.lower())).first()
         return Receipt(row.receipt_id, row.message_id, ACCEPTED, row.received_at) if row else None
 
+    def find_rejection(self, source: str, message_id: str) -> Receipt | None:
+        """The latest refusal of a message id from this source (when it never got in)."""
+        with Session(self.engine) as session:
+            event = session.scalars(select(Event).where(
+                Event.kind == "REJECTED", Event.source == source, Event.message_id == message_id.lower())
+                .order_by(Event.seq.desc()).limit(1)).first()
+        if event is None:
+            return None
+        detail = json.loads(event.detail or "{}")
+        errors = tuple(FieldError(e["path"], e["code"], e["text"]) for e in detail.get("errors", ()))
+        return Receipt(detail.get("receipt_id", ""), event.message_id, REJECTED, None, errors)
+
+    def case_messages(self, case_number: str) -> list:
+        """Every accepted message of a case, in log order (message_id, type, source,
+        received_at, published_at)."""
+        with self.engine.connect() as conn:
+            return list(conn.execute(
+                select(Message.message_id, Message.type, Message.source, Message.received_at,
+                       Message.published_at)
+                .where(Message.case_number == case_number).order_by(Message.seq)))
+
     def tail(self, limit: int = 20, after_seq: int = 0) -> list[Event]:
         """The newest `limit` events, or with after_seq the next ones after it, in log order."""
         with Session(self.engine) as session:

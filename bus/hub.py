@@ -2,6 +2,8 @@
 Settings. Adapters get `hub.acceptance`; the HTTP app gets the hub."""
 from __future__ import annotations
 
+import os
+
 from bus.acceptance import Acceptance
 from bus.broker import Publisher
 from bus.config import Settings
@@ -10,6 +12,8 @@ from bus.exchange_log import ExchangeLog
 from bus.logs import get_logger
 from bus.receipts import Receipt
 from bus.relay import Relay
+from bus.secret_box import SecretBox
+from bus.systems import SystemRegistry
 from schemas.hardened import XmlLimits
 from schemas.validation import MessageValidator
 
@@ -26,6 +30,8 @@ class Hub:
         self.log = ExchangeLog(self.engine, max_batch=settings.log_store.max_batch,
                                keep_rejected_bodies_up_to=settings.xml.max_bytes)
         self.acceptance = Acceptance(self.validator, self.log)
+        self.systems = SystemRegistry(self.engine, SecretBox.from_settings(settings),
+                                      cache_seconds=settings.soap.registry_cache_seconds)
         self.relay = Relay(self.log, Publisher(settings.broker_url, confirm_timeout=settings.relay.confirm_timeout),
                            batch_size=settings.relay.batch_size, poll_interval=settings.relay.poll_interval)
         self.log.on_commit.append(self.relay.offer)
@@ -34,6 +40,9 @@ class Hub:
 
     def start(self, *, relay: bool | None = None) -> "Hub":
         self._started = True
+        added = self.systems.seed(self.settings.systems, os.environ)
+        if added:
+            log.info("systems.seeded", systems=added)
         self.log.start()
         if self.settings.relay.enabled if relay is None else relay:
             if self.settings.embedded_broker:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Optional
 
-from sqlalchemy import (BigInteger, DateTime, ForeignKey, Index, Integer, LargeBinary, MetaData,
+from sqlalchemy import (BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, LargeBinary, MetaData,
                         String, Text, TypeDecorator, UniqueConstraint, text)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -109,3 +109,30 @@ class HubState(Base):
 
     key: Mapped[str] = mapped_column(String(60), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+
+
+class System(Base):
+    """A registered department system (X-Road style member/subsystem): who may connect and
+    which message types it may send. Deny by default: no grant, no message."""
+
+    __tablename__ = "systems"
+
+    id: Mapped[str] = mapped_column(String(80), primary_key=True)  # <region>.<department>.<system>
+    name: Mapped[str] = mapped_column(String(200))
+    # Encrypted, not hashed: WS-Security PasswordDigest needs the secret itself to check.
+    secret_encrypted: Mapped[str] = mapped_column(Text)
+    grants: Mapped[str] = mapped_column(Text)  # JSON list of message types
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+    updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+
+
+class UsedNonce(Base):
+    """WS-Security nonces seen within the freshness window, shared by every worker process,
+    so a captured request cannot be replayed to another one."""
+
+    __tablename__ = "used_nonces"
+
+    system_id: Mapped[str] = mapped_column(String(80), primary_key=True)
+    nonce: Mapped[str] = mapped_column(String(100), primary_key=True)
+    seen_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), index=True)

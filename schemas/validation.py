@@ -146,5 +146,6 @@ def _identity(root: etree._Element) -> dict:
     """Message id and source of a rejected message, when it has them, for its receipt."""
     if root.tag != _ENVELOPE:
         return {}
-    return {"message_id": root.findtext(f"{_HEADER}/{{{ENVELOPE}}}MessageId"),
+    message_id = root.findtext(f"{_HEADER}/{{{ENVELOPE}}}MessageId")
+    return {"message_id": message_id.strip().lower() if message_id else None,
             "source": root.findtext(f"{_HEADER}/{{{ENVELOPE}}}Source")}

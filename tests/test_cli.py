@@ -2,9 +2,10 @@
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+
+from bus.database import head_revision
 
 from tests.conftest import ROOT, SAMPLES
 
@@ -87,5 +88,5 @@ def test_old_schema_is_refused_when_auto_upgrade_is_off(tmp_path):
 
 def test_db_upgrade_on_postgres(postgres_url, tmp_path):
     result = run("db", "upgrade", cwd=tmp_path, env={"HUITONG_DATABASE_URL": postgres_url})
-    assert result.returncode == 0 and "empty -> 0001" in result.stdout
-    assert "current 0001" in run("db", "current", cwd=tmp_path, env={"HUITONG_DATABASE_URL": postgres_url}).stdout
+    assert result.returncode == 0 and f"empty -> {head_revision()}" in result.stdout
+    assert f"current {head_revision()}" in run("db", "current", cwd=tmp_path, env={"HUITONG_DATABASE_URL": postgres_url}).stdout

@@ -1,7 +1,5 @@
 """Every sample behaves as its name says; hostile XML is refused with its code."""
 import resource
-import time
-from pathlib import Path
 
 import pytest
 
@@ -78,7 +76,6 @@ def test_envelope_is_immutable(validator):
 
 def test_build_envelope_round_trips(validator):
     original = parse_envelope((SAMPLES / "valid" / "PersonRecord-male.xml").read_bytes(), validator)
-    from lxml import etree
     body = validator.parser.parse(original.xml)[1][0]
     rebuilt = build_envelope("PersonRecord", body, "320300.gaj.rkxt", validator,
                              correlation_id=original.message_id)

@@ -1,0 +1,118 @@
+"""A running hub on a real HTTP port, and raw SOAP requests built by hand (for what the SOAP
+toolkits cannot be made to send: replays, stale times, hostile XML)."""
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import os
+import socket
+import threading
+import urllib.error
+import urllib.request
+from xml.sax.saxutils import escape
+
+import waitress
+from lxml import etree
+
+from bus.http import create_app
+from bus.hub import Hub
+
+SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
+WSSE = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"
+WSU = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd"
+PROFILE = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-username-token-profile-1.0"
+EX = "urn:huitong:exchange:1"
+SECRET = "sample-secret-not-real"  # an obvious sample
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RunningHub:
+    """Hub + waitress on 127.0.0.1:<free port>, in this process."""
+
+    def __init__(self, settings):
+        self.hub = Hub(settings).start()
+        self.port = free_port()
+        self.server = waitress.create_server(create_app(self.hub), host="127.0.0.1", port=self.port, threads=8)
+        self._closing = False
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.port}/ws/exchange"
+
+    def _serve(self) -> None:
+        try:
+            self.server.run()
+        except OSError:
+            if not self._closing:  # waitress has no stop: closing its socket ends run() this way
+                raise
+
+    def close(self) -> None:
+        self._closing = True
+        self.server.close()
+        self.hub.stop()
+
+
+def password_digest(nonce: bytes, created: str, secret: str) -> str:
+    """The UsernameToken Profile's formula, written out here independently of the hub."""
+    return base64.b64encode(hashlib.sha1(nonce + created.encode() + secret.encode()).digest()).decode()
+
+
+def now_created(offset_seconds: float = 0) -> str:
+    when = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=offset_seconds)
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def security_header(username: str, secret: str, *, nonce: bytes | None = None, created: str | None = None,
+                    text_password: bool = False, password: str | None = None) -> str:
+    nonce = os.urandom(16) if nonce is None else nonce
+    created = created or now_created()
+    if text_password:
+        pw = f'<wsse:Password Type="{PROFILE}#PasswordText">{escape(password or secret)}</wsse:Password>'
+    else:
+        pw = (f'<wsse:Password Type="{PROFILE}#PasswordDigest">'
+              f'{password or password_digest(nonce, created, secret)}</wsse:Password>')
+    return (f'<wsse:Security xmlns:wsse="{WSSE}" xmlns:wsu="{WSU}"><wsse:UsernameToken>'
+            f'<wsse:Username>{escape(username)}</wsse:Username>{pw}'
+            f'<wsse:Nonce EncodingType="http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-soap-message-security-1.0#Base64Binary">'
+            f'{base64.b64encode(nonce).decode()}</wsse:Nonce><wsu:Created>{created}</wsu:Created>'
+            f'</wsse:UsernameToken></wsse:Security>')
+
+
+def envelope(body: str, header: str = "") -> bytes:
+    return (f'<?xml version="1.0" encoding="UTF-8"?><soap:Envelope xmlns:soap="{SOAP_ENV}" xmlns:ex="{EX}">'
+            f'<soap:Header>{header}</soap:Header><soap:Body>{body}</soap:Body></soap:Envelope>').encode()
+
+
+def push_message(canonical: bytes) -> str:
+    return f"<ex:PushMessage><ex:envelope>{escape(canonical.decode('utf-8'))}</ex:envelope></ex:PushMessage>"
+
+
+def post(url: str, data: bytes, headers: dict | None = None) -> tuple[int, etree._Element]:
+    request = urllib.request.Request(url, data=data, method="POST", headers={
+        "Content-Type": "text/xml; charset=utf-8", "SOAPAction": '""', **(headers or {})})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, etree.fromstring(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, etree.fromstring(exc.read())
+
+
+def fault_of(doc: etree._Element) -> tuple[str, str, str] | None:
+    """(faultcode, detail code, faultstring) of a fault response, or None."""
+    fault = doc.find(f".//{{{SOAP_ENV}}}Fault")
+    if fault is None:
+        return None
+    return (fault.findtext("faultcode"), fault.findtext(f".//{{{EX}}}code"), fault.findtext("faultstring"))
+
+
+def receipt_of(doc: etree._Element) -> dict:
+    receipt = doc.find(f".//{{{SOAP_ENV}}}Body/*/*")
+    out = {etree.QName(child).localname: child.text for child in receipt if len(child) == 0}
+    out["errors"] = [{etree.QName(f).localname: f.text for f in error}
+                     for error in receipt.iterfind(f"{{{EX}}}errors/{{{EX}}}Error")]
+    return out
