@@ -257,5 +257,12 @@ def _safe_url(url: str) -> str:
         return url.split("@")[-1]
 
 
+def _register_groups() -> None:
+    from bus.cli_systems import systems
+    main.add_command(systems)
+
+
+_register_groups()
+
 if __name__ == "__main__":
     main()

@@ -45,6 +45,9 @@ class RelaySettings(Section):
     batch_size: int = Field(500, ge=1, le=10_000)
     poll_interval: float = Field(0.5, gt=0, le=60)
     confirm_timeout: float = Field(30.0, gt=0, le=600)
+    # The log scan leaves messages younger than this to the relay of the process that accepted
+    # them; after a crash, recovery starts this much later.
+    scan_grace_seconds: float = Field(5.0, ge=0, le=600)
     # /readyz reports not ready when the oldest unpublished message waited longer.
     max_lag_seconds: float = Field(60.0, gt=0)
 

@@ -189,9 +189,10 @@ class ExchangeLog:
         return [results[id(e)] for e in batch], fresh
 
     # -- the relay's side ----------------------------------------------------------------
-    def publish_pending(self, publish, limit: int) -> int:
+    def publish_pending(self, publish, limit: int, *, older_than: float = 0.0) -> int:
         """Hand up to `limit` unpublished messages, oldest first, to publish(list[Pending]);
-        when it returns (the broker confirmed them all), record PUBLISHED.
+        when it returns (the broker confirmed them all), record PUBLISHED. older_than leaves
+        alone what was received in the last seconds (its own process's relay has it in memory).
 
         On PostgreSQL the rows stay locked (SKIP LOCKED) while publishing, so several relays
         share the work without publishing a message twice. SQLite has one writer and one relay,
@@ -201,6 +202,8 @@ class ExchangeLog:
                         Message.routing_key, Message.correlation_id, MessageBody.content)
                  .join(MessageBody, MessageBody.digest == Message.digest)
                  .where(Message.published_at.is_(None)).order_by(Message.seq).limit(limit))
+        if older_than:
+            query = query.where(Message.received_at < utcnow() - dt.timedelta(seconds=older_than))
         if self.engine.dialect.name == "postgresql":
             with self.engine.begin() as conn:
                 pending = [Pending(*row) for row in conn.execute(

@@ -33,7 +33,8 @@ class Hub:
         self.systems = SystemRegistry(self.engine, SecretBox.from_settings(settings),
                                       cache_seconds=settings.soap.registry_cache_seconds)
         self.relay = Relay(self.log, Publisher(settings.broker_url, confirm_timeout=settings.relay.confirm_timeout),
-                           batch_size=settings.relay.batch_size, poll_interval=settings.relay.poll_interval)
+                           batch_size=settings.relay.batch_size, poll_interval=settings.relay.poll_interval,
+                           scan_grace=settings.relay.scan_grace_seconds)
         self.log.on_commit.append(self.relay.offer)
         self._relay_running = False
         self._started = False

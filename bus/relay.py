@@ -5,8 +5,9 @@ crash or a broker outage re-publishing from the log is all recovery takes.
 Fast path: the log hands each commit's new messages to `offer`, and the relay publishes
 them from memory instead of reading them back. Whenever that memory may be incomplete (at
 start, after a failure, after an overflow, or when idle) it scans the log, which stays the
-truth; a message both offered and scanned goes out twice with the same message id, which
-consumers already tolerate."""
+truth. The scan takes only messages older than `scan_grace` seconds: younger ones belong to
+the fast path of the process that accepted them (several hub workers share one database).
+A message that still goes out twice carries the same message id, which consumers tolerate."""
 from __future__ import annotations
 
 import threading
@@ -22,12 +23,14 @@ log = get_logger("huitong.relay")
 
 class Relay:
     def __init__(self, exchange_log: ExchangeLog, publisher: Publisher, *,
-                 batch_size: int = 500, poll_interval: float = 0.5, max_backoff: float = 15.0):
+                 batch_size: int = 500, poll_interval: float = 0.5, max_backoff: float = 15.0,
+                 scan_grace: float = 5.0):
         self.log = exchange_log
         self.publisher = publisher
         self.batch_size = batch_size
         self.poll_interval = poll_interval
         self.max_backoff = max_backoff
+        self.scan_grace = scan_grace
         self.max_offered = batch_size * 20
         self._offered: deque = deque()
         self._scan_needed = True  # at start the log may hold what an earlier process left
@@ -60,7 +63,7 @@ class Relay:
                 self.publisher.publish_batch(pending)
                 scanned.append(pending[-1].seq)
 
-            count = self.log.publish_pending(publish, self.batch_size)
+            count = self.log.publish_pending(publish, self.batch_size, older_than=self.scan_grace)
             if scanned:
                 # Offered messages this scan already published are skipped by seq (one
                 # committer per process, so its offers arrive in seq order).
@@ -87,9 +90,10 @@ class Relay:
         return len(batch)
 
     def drain(self) -> int:
-        """Publish until the log holds nothing unpublished (CLI and tests)."""
+        """Publish what this process accepted and what the log holds beyond the grace (CLI
+        and tests)."""
         total = 0
-        while (count := self.run_once()):
+        while (count := self.run_once()) or self._offered:
             total += count
         return total
 

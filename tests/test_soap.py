@@ -312,3 +312,24 @@ def test_an_envelope_declared_gb18030_is_taken_as_the_text_it_is(running):
     receipt = client.service.PushMessage(envelope=data.decode("gb18030"))
     assert receipt.status == "ACCEPTED", receipt
     assert _logged(running, message_id).type == "CaseAccepted"
+
+
+def test_the_readme_curl_example_pushes_a_saved_envelope(running, tmp_path):
+    """The README's commands, run as written (only the port differs)."""
+    import re
+    import subprocess
+
+    from lxml import etree
+
+    from tests.conftest import ROOT
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    script = re.search(r"<!-- curl-example -->\n```bash\n(.*?)```", readme, re.S).group(1)
+    script = script.replace("http://127.0.0.1:8080/", f"http://127.0.0.1:{running.port}/")
+    answers = []
+    for _ in range(2):
+        out = subprocess.run(["bash", "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        answers.append(receipt_of(etree.fromstring(out.stdout.encode())))
+    assert [a["status"] for a in answers] == ["ACCEPTED", "DUPLICATE"]
+    assert answers[0]["receiptId"] == answers[1]["receiptId"]
+    assert answers[0]["messageId"] == "5f0c8a8e-3c1e-4d7a-9a51-6f2f7c0d9b21"

@@ -43,21 +43,21 @@ def _push_typed(ctx, message_type: str, message, message_id, correlation_id, tar
 
 
 class ExchangeService(Service):
-    @rpc(Unicode(min_occurs=1, nillable=False), Unicode, Unicode, t.CaseAccepted.customize(min_occurs=1),
+    @rpc(Unicode(min_occurs=1, nillable=False), Unicode, Unicode, t.CaseAccepted.customize(min_occurs=1, nillable=False),
          _in_arg_names={"message_id": "messageId", "correlation_id": "correlationId", "case": "caseAccepted"},
          _returns=t.Receipt)
     def PushCaseAccepted(ctx, message_id, correlation_id, target, case):
         """Push 办件基本信息 (the case was accepted). messageId is a UUID the sender keeps for retries."""
         return _push_typed(ctx, "CaseAccepted", case, message_id, correlation_id, target)
 
-    @rpc(Unicode(min_occurs=1, nillable=False), Unicode, Unicode, t.CaseProcess.customize(min_occurs=1),
+    @rpc(Unicode(min_occurs=1, nillable=False), Unicode, Unicode, t.CaseProcess.customize(min_occurs=1, nillable=False),
          _in_arg_names={"message_id": "messageId", "correlation_id": "correlationId", "case": "caseProcess"},
          _returns=t.Receipt)
     def PushCaseProcess(ctx, message_id, correlation_id, target, case):
         """Push 办件过程信息 (one step of the case's handling)."""
         return _push_typed(ctx, "CaseProcess", case, message_id, correlation_id, target)
 
-    @rpc(Unicode(min_occurs=1, nillable=False), Unicode, Unicode, t.CaseResult.customize(min_occurs=1),
+    @rpc(Unicode(min_occurs=1, nillable=False), Unicode, Unicode, t.CaseResult.customize(min_occurs=1, nillable=False),
          _in_arg_names={"message_id": "messageId", "correlation_id": "correlationId", "case": "caseResult"},
          _returns=t.Receipt)
     def PushCaseResult(ctx, message_id, correlation_id, target, case):

@@ -1,0 +1,93 @@
+"""The HTTP app under gunicorn with several worker processes, on PostgreSQL + RabbitMQ: what
+production runs. Pushes from concurrent clients are all accepted and routed once, and a nonce
+used with one worker cannot be replayed to another."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from bus.hub import Hub
+from tests.conftest import ROOT, require_services
+from tests.helpers.capture import Capture
+from tests.helpers.messages import sample, with_message_id
+from tests.helpers.soap import (SECRET, envelope, fault_of, free_port, post, push_message, receipt_of,
+                                security_header)
+
+SYSTEM = "320382.scjgj.djxt"
+
+
+@pytest.fixture
+def gunicorn_hub(postgres_url, tmp_path):
+    require_services()
+    from tests.conftest import AMQP_URL, Backend
+    backend = Backend("services", postgres_url, AMQP_URL)
+    env = {**os.environ, **backend.env(), "PYTHONPATH": str(ROOT), "HUITONG_STATE_DIR": str(tmp_path / "state"),
+           "HUITONG_LOGGING__LEVEL": "WARNING", "HUITONG_SOAP__RATE_LIMIT_PER_SYSTEM": "1000"}
+    with Hub(backend.settings(state_dir=tmp_path / "state")).start(relay=False) as hub:
+        hub.systems.add(SYSTEM, name="sample", secret=SECRET, grants=["CaseResult", "CaseProcess"])
+    port = free_port()
+    gunicorn = Path(sys.executable).with_name("gunicorn")
+    proc = subprocess.Popen([str(gunicorn), "--workers", "2", "--threads", "4", "--bind", f"127.0.0.1:{port}",
+                             "bus.wsgi:application()"], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2)
+            break
+        except OSError:
+            assert proc.poll() is None and time.monotonic() < deadline, "gunicorn did not come up"
+            time.sleep(0.3)
+    try:
+        yield proc, f"http://127.0.0.1:{port}", backend
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 0, out[-3000:]
+
+
+def _workers(proc) -> list[int]:
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(proc.pid)], capture_output=True, text=True).stdout
+    return [int(pid) for pid in out.split()]
+
+
+@pytest.mark.services
+def test_two_workers_accept_concurrent_pushes_and_route_each_once(gunicorn_hub):
+    proc, base, backend = gunicorn_hub
+    assert len(_workers(proc)) == 2
+    capture = Capture(backend.broker_url, f"CaseResult.{SYSTEM}")
+    try:
+        messages = [with_message_id(sample("CaseResult-approved.xml")) for _ in range(60)]
+
+        def push(item):
+            status, doc = post(f"{base}/ws/exchange", envelope(push_message(item[1]), security_header(SYSTEM, SECRET)))
+            return receipt_of(doc)["status"]
+
+        with ThreadPoolExecutor(12) as pool:
+            statuses = list(pool.map(push, messages))
+        assert statuses == ["ACCEPTED"] * len(messages)
+        ids = {mid for mid, _ in messages}
+        seen = capture.collect(ids, timeout=30)
+        assert {mid: seen[mid] for mid in ids} == {mid: 1 for mid in ids}
+    finally:
+        capture.close()
+
+
+@pytest.mark.services
+def test_a_nonce_used_with_one_worker_is_refused_by_every_worker(gunicorn_hub):
+    _, base, _ = gunicorn_hub
+    request = envelope(push_message(with_message_id(sample("CaseResult-approved.xml"))[1]),
+                       security_header(SYSTEM, SECRET, nonce=uuid.uuid4().bytes))
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: post(f"{base}/ws/exchange", request)[1], range(16)))
+    outcomes = sorted(fault_of(doc)[1] if fault_of(doc) else receipt_of(doc)["status"] for doc in answers)
+    assert outcomes == ["ACCEPTED"] + ["WSSE_NONCE_REPLAYED"] * 15
