@@ -18,12 +18,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 from bench.publish import bench_publish
+from bench.soap import bench_soap
 from bench.validation import bench_validation
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
-    parser.add_argument("part", nargs="?", default="all", choices=["all", "validation", "publish"])
+    parser.add_argument("part", nargs="?", default="all", choices=["all", "validation", "publish", "soap"])
     parser.add_argument("--messages", type=int, default=20000)
     parser.add_argument("--seconds", type=float, default=5.0)
     args = parser.parse_args()
@@ -35,12 +36,16 @@ def main() -> None:
         results["validation"] = bench_validation(args.seconds)
     if args.part in ("all", "publish"):
         results["publish"] = bench_publish(args.messages)
-    for part in ("validation", "publish"):
+    if args.part in ("all", "soap"):
+        results["soap"] = bench_soap(int(args.seconds * 4))
+    for part in ("validation", "publish", "soap"):
         if part in results:
             print(f"\n{part}")
             for key, value in results[part].items():
                 print(f"  {key:<32} {value}")
     out = ROOT / "bench" / "results" / f"{dt.date.today()}-{socket.gethostname()}.json"
+    if out.exists():  # a run of one part keeps the day's figures of the others
+        results = {**json.loads(out.read_text()), **results}
     out.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
     print(f"\nwritten {out.relative_to(ROOT)}")
 

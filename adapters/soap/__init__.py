@@ -8,6 +8,7 @@ PREFIX = "/ws/exchange"
 
 def mount(hub):
     """Entry point: returns (prefix, WSGI app) for the hub's HTTP app."""
+    import spyne.const
     from spyne.server.wsgi import WsgiApplication
 
     from adapters.soap.gateway import SoapGateway
@@ -15,6 +16,9 @@ def mount(hub):
     from adapters.soap.service import application
     from adapters.soap.wsse import Authenticator
 
+    # spyne runs a full gc.collect() after a request at most once a second; on a busy hub
+    # that stops every thread for tens of milliseconds. Python's own collector is enough.
+    spyne.const.MIN_GC_INTERVAL = float("inf")
     soap = hub.settings.soap
     authenticator = Authenticator(hub.systems, tolerance_seconds=soap.created_tolerance_seconds,
                                   allow_password_text=soap.allow_password_text)
