@@ -54,17 +54,19 @@ class Acceptance:
                      code=receipt.errors[0].code if receipt.errors else None)
         return receipts
 
-    def accept(self, data: bytes, *, system: str, grants: frozenset[str] | None = None) -> Receipt:
+    def accept(self, data: bytes, *, system: str, grants: frozenset[str] | None = None,
+               nonce: tuple[str, str] | None = None) -> Receipt:
         """Validate and commit; returns ACCEPTED, DUPLICATE or REJECTED once the log holds it.
-        Raises StoreUnavailable when the log cannot commit (the sender should retry)."""
+        Raises StoreUnavailable when the log cannot commit (the sender should retry), and
+        NonceReplayed when the request's nonce (recorded in the same commit) was seen before."""
         try:
             envelope = self.check(data, system=system, grants=grants)
         except RejectedMessage as rejection:
-            receipt = self.log.reject(rejection, source=system, body=data)
+            receipt = self.log.reject(rejection, source=system, body=data, nonce=nonce)
             log.info("message.rejected", system=system, message_id=rejection.message_id,
                      code=rejection.code, errors=len(rejection.errors), receipt_id=receipt.receipt_id)
             return receipt
-        receipt = self.log.accept(envelope)
+        receipt = self.log.accept(envelope, nonce=nonce)
         with structlog.contextvars.bound_contextvars(message_id=envelope.message_id, system=system):
             log.info("message.received", type=envelope.type, status=receipt.status,
                      receipt_id=receipt.receipt_id, case_number=envelope.keys.case_number)

@@ -64,6 +64,9 @@ class SoapSettings(Section):
     rate_limit_per_system: float = Field(200.0, gt=0)
     # How long a change made with `huitong systems` may take to reach a running hub.
     registry_cache_seconds: float = Field(5.0, ge=0, le=300)
+    # Pushes straight from the parsed request to the canonical message (adapters.soap.fast_push);
+    # off, spyne deserialises and serialises them like the other operations.
+    fast_push: bool = True
 
 
 class SystemSeed(Section):

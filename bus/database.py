@@ -34,7 +34,9 @@ def make_engine(url: str, *, synchronous: str = "FULL") -> Engine:
         return engine
     if parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
-    return create_engine(parsed, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    # No pre-ping: it costs a round trip per transaction. A connection PostgreSQL dropped fails
+    # its first statement, SQLAlchemy invalidates the pool, and the exchange log retries once.
+    return create_engine(parsed, pool_size=10, max_overflow=10, pool_recycle=1800)
 
 
 def alembic_config(engine: Engine) -> Config:

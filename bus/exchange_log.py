@@ -10,6 +10,7 @@ import datetime as dt
 import hashlib
 import json
 import queue
+import re
 import threading
 import uuid
 from concurrent.futures import Future
@@ -17,10 +18,11 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine, func, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from bus.envelope import Envelope
-from bus.errors import FieldError, RejectedMessage, StoreUnavailable
+from bus.errors import FieldError, HuitongError, RejectedMessage, StoreUnavailable
 from bus.log_writers import RETURNED, writer_for
 from bus.logs import get_logger
 from bus.models import Event, HubState, Message, MessageBody
@@ -34,10 +36,20 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
+Nonce = tuple[str, str]  # (system id, WS-Security nonce)
+
+
+class NonceReplayed(HuitongError):
+    """The request's nonce was recorded before: a replay. Nothing of it was logged but that."""
+
+    code = "WSSE_NONCE_REPLAYED"
+
+
 @dataclass(slots=True)
 class _Acceptance:
     envelope: Envelope
     future: Future
+    nonce: Nonce | None = None
 
 
 @dataclass(slots=True)
@@ -46,6 +58,7 @@ class _Rejection:
     source: str | None
     body: bytes | None
     future: Future
+    nonce: Nonce | None = None
     digest: str | None = None  # of the kept body
 
 
@@ -63,10 +76,13 @@ class Pending:
 
 
 class ExchangeLog:
-    def __init__(self, engine: Engine, *, max_batch: int = 500, keep_rejected_bodies_up_to: int = 1 << 20):
+    def __init__(self, engine: Engine, *, max_batch: int = 500, keep_rejected_bodies_up_to: int = 1 << 20,
+                 nonce_keep_seconds: float = 600.0):
         self.engine = engine
         self.max_batch = max_batch
         self.keep_rejected_bodies_up_to = keep_rejected_bodies_up_to
+        self.nonce_keep_seconds = nonce_keep_seconds
+        self._nonces_purged_at = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._stopping = False
@@ -93,19 +109,22 @@ class ExchangeLog:
             self._thread = None
 
     # -- acceptance (any thread) ---------------------------------------------------------
-    def accept(self, envelope: Envelope) -> Receipt:
-        return self.submit(envelope).result()
+    def accept(self, envelope: Envelope, *, nonce: Nonce | None = None) -> Receipt:
+        return self.submit(envelope, nonce=nonce).result()
 
-    def submit(self, envelope: Envelope) -> Future:
-        """Queue an acceptance; the future resolves to its Receipt once committed."""
+    def submit(self, envelope: Envelope, *, nonce: Nonce | None = None) -> Future:
+        """Queue an acceptance; the future resolves to its Receipt once committed. A request
+        nonce is recorded in the same transaction, so replay protection costs no extra
+        commit; a nonce seen before fails the future with NonceReplayed."""
         future: Future = Future()
-        self._put(_Acceptance(envelope, future))
+        self._put(_Acceptance(envelope, future, nonce))
         return future
 
-    def reject(self, rejection: RejectedMessage, *, source: str | None, body: bytes | None) -> Receipt:
+    def reject(self, rejection: RejectedMessage, *, source: str | None, body: bytes | None,
+               nonce: Nonce | None = None) -> Receipt:
         """Log a refused message (REJECTED event) and return its receipt."""
         future: Future = Future()
-        self._put(_Rejection(rejection, source, body, future))
+        self._put(_Rejection(rejection, source, body, future, nonce))
         return future.result()
 
     def _put(self, item) -> None:
@@ -130,26 +149,60 @@ class ExchangeLog:
                     break
                 batch.append(item)
             try:
-                results, fresh = self._commit(batch)
+                try:
+                    results, fresh = self._commit(batch)
+                except DBAPIError as exc:
+                    if not exc.connection_invalidated:
+                        raise
+                    results, fresh = self._commit(batch)  # the server dropped a pooled connection: once more
             except Exception as exc:  # the database is down or refused: nobody is told ACCEPTED
                 log.error("log.commit_failed", error=str(exc), batch=len(batch))
                 failure = StoreUnavailable(f"the exchange log could not commit: {exc.__class__.__name__}")
                 for entry in batch:
                     entry.future.set_exception(failure)
                 continue
-            for entry, receipt in zip(batch, results):
-                entry.future.set_result(receipt)
+            for entry, outcome in zip(batch, results):
+                if isinstance(outcome, Exception):
+                    entry.future.set_exception(outcome)
+                else:
+                    entry.future.set_result(outcome)
             if fresh:
                 for callback in self.on_commit:
                     callback(fresh)
 
-    def _commit(self, batch: list) -> tuple[list[Receipt], list[Pending]]:
-        """One transaction for the whole batch: bodies, new message rows, their events."""
+    def _commit(self, batch: list) -> tuple[list, list[Pending]]:
+        """One transaction for the whole batch: nonces, bodies, new message rows, events.
+        Returns each entry's Receipt (or exception) and the newly accepted messages."""
         now = utcnow()
         receipt_ids = {id(e): str(uuid.uuid4()) for e in batch}
-        results: dict[int, Receipt] = {}
+        results: dict[int, Receipt | Exception] = {}
         events: list[dict] = []
-        fresh: list[Pending] = []
+        with self.engine.begin() as conn:
+            for entry in self._record_nonces(conn, batch, now):
+                results[id(entry)] = NonceReplayed("this nonce was used before: a replayed request")
+                events.append(_event("REJECTED", now, source=entry.nonce[0], code=NonceReplayed.code,
+                                     message_id=_message_id(entry), detail={"receipt_id": receipt_ids[id(entry)]}))
+            admitted = [e for e in batch if id(e) not in results]
+            stored = self._store_messages(conn, admitted, receipt_ids, now)
+            resent = self._resent(conn, admitted, stored, receipt_ids)
+            fresh: list[Pending] = []
+            for entry in admitted:
+                receipt_id = receipt_ids[id(entry)]
+                if isinstance(entry, _Rejection):
+                    results[id(entry)], event = _rejected(entry, receipt_id, now)
+                else:
+                    env = entry.envelope
+                    row = stored[(env.source, env.message_id)]
+                    results[id(entry)], event = _outcome(env, row, receipt_id, now, resent)
+                    if event["kind"] == "RECEIVED":
+                        fresh.append(Pending(row.seq, env.message_id, env.source, env.type,
+                                             env.routing_key, env.correlation_id, env.xml))
+                events.append(event)
+            self._writer.append_events(conn, events)
+        return [results[id(e)] for e in batch], fresh
+
+    def _store_messages(self, conn, batch: list, receipt_ids: dict, now: dt.datetime) -> dict:
+        """Bodies and message rows; returns the stored row of every (source, message_id)."""
         bodies: dict[str, bytes] = {}
         rows, seen = [], set()
         for entry in batch:
@@ -163,30 +216,51 @@ class ExchangeLog:
                 # Kept as evidence of what was refused; hostile floods dedupe by digest.
                 entry.digest = hashlib.sha256(entry.body).hexdigest()
                 bodies[entry.digest] = entry.body
-        with self.engine.begin() as conn:
-            self._writer.insert_bodies(conn, bodies)
-            # RETURNING names the rows this batch inserted; only a (source, message_id) that
-            # was already there needs a second look (a retry, or a reused id).
-            stored = {(r.source, r.message_id): r for r in self._writer.insert_messages(conn, rows)}
-            earlier = seen - stored.keys()
-            if earlier:
-                stored.update(((r.source, r.message_id), r) for r in conn.execute(
-                    select(*(getattr(Message, name) for name in RETURNED))
-                    .where(tuple_(Message.source, Message.message_id).in_(list(earlier)))))
-            for entry in batch:
-                receipt_id = receipt_ids[id(entry)]
-                if isinstance(entry, _Rejection):
-                    results[id(entry)], event = _rejected(entry, receipt_id, now)
+        self._writer.insert_bodies(conn, bodies)
+        # RETURNING names the rows this batch inserted; only a (source, message_id) that was
+        # already there needs a second look (a retry, or a reused id).
+        stored = {(r.source, r.message_id): r for r in self._writer.insert_messages(conn, rows)}
+        earlier = seen - stored.keys()
+        if earlier:
+            stored.update(((r.source, r.message_id), r) for r in conn.execute(
+                select(*(getattr(Message, name) for name in RETURNED))
+                .where(tuple_(Message.source, Message.message_id).in_(list(earlier)))))
+        return stored
+
+    def _resent(self, conn, batch: list, stored: dict, receipt_ids: dict) -> set[str]:
+        """Digests of repeats that differ from the logged message only in SentAt: a sender
+        (or the hub, for a typed push) stamps the time again on a retry; that is the same
+        message, not a reused id. Looked at only when a repeat's bytes differ."""
+        suspects = []
+        for entry in batch:
+            if isinstance(entry, _Acceptance):
+                row = stored[(entry.envelope.source, entry.envelope.message_id)]
+                if row.receipt_id != receipt_ids[id(entry)] and row.digest != entry.envelope.digest:
+                    suspects.append((entry.envelope, row.digest))
+        if not suspects:
+            return set()
+        logged = dict(conn.execute(select(MessageBody.digest, MessageBody.content)
+                                   .where(MessageBody.digest.in_({d for _, d in suspects}))).all())
+        return {env.digest for env, digest in suspects
+                if digest in logged and _without_sent_at(logged[digest]) == _without_sent_at(env.xml)}
+
+    def _record_nonces(self, conn, batch: list, now: dt.datetime) -> list:
+        """Entries whose nonce was seen before (in the database or earlier in this batch)."""
+        firsts: dict[Nonce, object] = {}
+        replays = []
+        for entry in batch:
+            if entry.nonce is not None:
+                if entry.nonce in firsts:
+                    replays.append(entry)
                 else:
-                    env = entry.envelope
-                    row = stored[(env.source, env.message_id)]
-                    results[id(entry)], event = _outcome(env, row, receipt_id, now)
-                    if event["kind"] == "RECEIVED":
-                        fresh.append(Pending(row.seq, env.message_id, env.source, env.type,
-                                             env.routing_key, env.correlation_id, env.xml))
-                events.append(event)
-            self._writer.append_events(conn, events)
-        return [results[id(e)] for e in batch], fresh
+                    firsts[entry.nonce] = entry
+        if firsts:
+            recorded = self._writer.insert_nonces(conn, list(firsts), now)
+            replays += [entry for nonce, entry in firsts.items() if nonce not in recorded]
+        if self.nonce_keep_seconds and now - self._nonces_purged_at > dt.timedelta(seconds=60):
+            self._writer.purge_nonces(conn, now - dt.timedelta(seconds=self.nonce_keep_seconds))
+            self._nonces_purged_at = now
+        return replays
 
     # -- the relay's side ----------------------------------------------------------------
     def publish_pending(self, publish, limit: int, *, older_than: float = 0.0) -> int:
@@ -307,6 +381,17 @@ def _message_row(env: Envelope, receipt_id: str, now: dt.datetime) -> dict:
             "project_code": keys.project_code}
 
 
+_SENT_AT = re.compile(rb"<(\w+:)?SentAt>[^<]*</(\w+:)?SentAt>")
+
+
+def _without_sent_at(xml: bytes) -> bytes:
+    return _SENT_AT.sub(b"", xml, count=1)
+
+
+def _message_id(entry) -> str | None:
+    return entry.envelope.message_id if isinstance(entry, _Acceptance) else entry.rejection.message_id
+
+
 def _rejected(entry: _Rejection, receipt_id: str, now: dt.datetime):
     rejection = entry.rejection
     receipt = Receipt(receipt_id, rejection.message_id, REJECTED, None, rejection.errors)
@@ -317,12 +402,12 @@ def _rejected(entry: _Rejection, receipt_id: str, now: dt.datetime):
     return receipt, event
 
 
-def _outcome(env: Envelope, row, receipt_id: str, now):
+def _outcome(env: Envelope, row, receipt_id: str, now, resent: set):
     if row.receipt_id == receipt_id:
         return (Receipt(receipt_id, env.message_id, ACCEPTED, now),
                 _event("RECEIVED", now, message_seq=row.seq, message_id=env.message_id,
                        source=env.source, digest=env.digest, detail={"receipt_id": receipt_id}))
-    if row.digest == env.digest:
+    if row.digest == env.digest or env.digest in resent:
         # The sender retried: same answer as the first time, and nothing new to route.
         return (Receipt(row.receipt_id, env.message_id, DUPLICATE, row.received_at),
                 _event("DUPLICATE", now, message_seq=row.seq, message_id=env.message_id,

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Connection, insert, update
+from sqlalchemy import Connection, delete, insert, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from bus.models import Event, Message, MessageBody
+from bus.models import Event, Message, MessageBody, UsedNonce
 
 # What RETURNING gives back for each message row the batch inserted.
 RETURNED = ("seq", "receipt_id", "source", "message_id", "digest", "received_at")
@@ -50,6 +50,16 @@ class CoreWriter:
     def append_events(self, conn: Connection, events: list[dict]) -> None:
         if events:
             conn.execute(insert(Event), events)
+
+    def insert_nonces(self, conn: Connection, nonces: list[tuple[str, str]], now: dt.datetime) -> set:
+        """Record (system, nonce) pairs; returns those that were new."""
+        rows = conn.execute(self._insert(UsedNonce).on_conflict_do_nothing()
+                            .returning(UsedNonce.system_id, UsedNonce.nonce),
+                            [{"system_id": s, "nonce": n, "seen_at": now} for s, n in nonces])
+        return {(r.system_id, r.nonce) for r in rows}
+
+    def purge_nonces(self, conn: Connection, before: dt.datetime) -> None:
+        conn.execute(delete(UsedNonce).where(UsedNonce.seen_at < before))
 
     def mark_published(self, conn: Connection, seqs: list[int], now: dt.datetime) -> None:
         conn.execute(update(Message).where(Message.seq.in_(seqs)).values(published_at=now))

@@ -11,6 +11,7 @@ A message that still goes out twice carries the same message id, which consumers
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 
 from bus.broker import Publisher
@@ -35,6 +36,7 @@ class Relay:
         self._offered: deque = deque()
         self._scan_needed = True  # at start the log may hold what an earlier process left
         self._scanned_up_to = 0
+        self._last_scan = 0.0
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -56,7 +58,10 @@ class Relay:
         """Publish one batch; returns how many messages went out."""
         if self._offered and not self._scan_needed:
             count = self._publish_offered()
+        elif not self._scan_needed and time.monotonic() - self._last_scan < self.poll_interval:
+            count = 0  # nothing offered, and the log was looked at a moment ago
         else:
+            self._last_scan = time.monotonic()
             scanned: list[int] = []
 
             def publish(pending):
@@ -93,9 +98,12 @@ class Relay:
         """Publish what this process accepted and what the log holds beyond the grace (CLI
         and tests)."""
         total = 0
-        while (count := self.run_once()) or self._offered:
+        while True:
+            self._last_scan = 0.0  # a drain always looks at the log
+            count = self.run_once()
             total += count
-        return total
+            if not count and not self._offered:
+                return total
 
     def start(self) -> "Relay":
         self._stop.clear()

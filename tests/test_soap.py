@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import re
+import time
 import datetime as dt
 import os
 import uuid
@@ -50,9 +52,11 @@ TYPED = {"CaseAccepted": ("PushCaseAccepted", "caseAccepted", CASE_ACCEPTED),
          "CaseResult": ("PushCaseResult", "caseResult", CASE_RESULT)}
 
 
-@pytest.fixture
-def running(backend, tmp_path):
-    settings = backend.settings(state_dir=tmp_path / "state", soap__rate_limit_per_system=1000)
+@pytest.fixture(params=["fast_push", "spyne_push"])
+def running(request, backend, tmp_path):
+    """A hub on a real port; pushes through the fast path and, again, through spyne."""
+    settings = backend.settings(state_dir=tmp_path / "state", soap__rate_limit_per_system=1000,
+                                soap__fast_push=request.param == "fast_push")
     hub = RunningHub(settings)
     hub.hub.systems.add(SYSTEM, name="登记系统 (sample)", secret=SECRET, grants=CASE_TYPES)
     try:
@@ -152,6 +156,7 @@ def test_the_same_message_id_twice_is_a_duplicate_routed_once(running):
     try:
         message_id = str(uuid.uuid4())
         first = client.service.PushCaseResult(messageId=message_id, caseResult=CASE_RESULT)
+        time.sleep(1.1)  # the hub stamps SentAt on a typed push; a retry a second later is the same message
         again = client.service.PushCaseResult(messageId=message_id, caseResult=CASE_RESULT)
         assert (first.status, again.status) == ("ACCEPTED", "DUPLICATE")
         assert again.receiptId == first.receiptId
@@ -333,3 +338,56 @@ def test_the_readme_curl_example_pushes_a_saved_envelope(running, tmp_path):
     assert [a["status"] for a in answers] == ["ACCEPTED", "DUPLICATE"]
     assert answers[0]["receiptId"] == answers[1]["receiptId"]
     assert answers[0]["messageId"] == "5f0c8a8e-3c1e-4d7a-9a51-6f2f7c0d9b21"
+
+
+def test_both_push_paths_answer_and_log_the_same(backend, tmp_path):
+    """The fast path must be indistinguishable from spyne's: same receipt document, same
+    canonical message in the log."""
+    from lxml import etree
+
+    from bus.models import MessageBody
+
+    def normalise(doc):
+        for el in doc.iter():
+            if etree.QName(el).localname in ("receiptId", "acceptedAt", "messageId"):
+                el.text = "-"
+        return etree.tostring(doc, method="c14n")
+
+    outcomes = []
+    for fast in (True, False):
+        accepted_id, rejected_id = str(uuid.uuid4()), str(uuid.uuid4())
+        hub = RunningHub(backend.settings(state_dir=tmp_path / "state", soap__fast_push=fast))
+        try:
+            if hub.hub.systems.get(SYSTEM) is None:
+                hub.hub.systems.add(SYSTEM, name="sample", secret=SECRET, grants=CASE_TYPES)
+            client = zeep_client(hub)
+            client.service.PushCaseAccepted(messageId=accepted_id, caseAccepted=CASE_ACCEPTED)
+            from zeep import Client  # the raw answers: zeep's history plugin keeps them
+            from zeep.plugins import HistoryPlugin
+            from zeep.wsse.username import UsernameToken
+            history = HistoryPlugin()
+            raw = Client(hub.url + "?wsdl", wsse=UsernameToken(SYSTEM, SECRET, use_digest=True), plugins=[history])
+            raw.service.PushCaseResult(messageId=rejected_id,
+                                       caseResult=dict(CASE_RESULT, FinishedAt=at(19, 9)))
+            rejected = normalise(history.last_received["envelope"])
+            with hub.hub.engine.connect() as conn:
+                stored = conn.execute(select(MessageBody.content).join(Message, Message.digest == MessageBody.digest)
+                                      .where(Message.message_id == accepted_id)).scalar_one()
+            stored = etree.tostring(etree.fromstring(stored), method="c14n")
+            stored = re.sub(rb"<hx:SentAt>[^<]+</hx:SentAt>", b"", stored).replace(accepted_id.encode(), b"-")
+            outcomes.append((rejected, stored))
+        finally:
+            hub.close()
+    assert outcomes[0] == outcomes[1]
+
+
+def test_a_resent_envelope_with_a_new_sent_at_is_a_duplicate_other_content_is_not(running):
+    client = zeep_client(running)
+    message_id, data = with_message_id(sample("CaseResult-approved.xml"))
+    first = client.service.PushMessage(envelope=data.decode())
+    restamped = re.sub(rb"<hx:SentAt>[^<]+</hx:SentAt>", b"<hx:SentAt>2026-11-21T18:00:00+08:00</hx:SentAt>", data)
+    assert restamped != data
+    again = client.service.PushMessage(envelope=restamped.decode())
+    assert (again.status, again.receiptId) == ("DUPLICATE", first.receiptId)
+    changed = client.service.PushMessage(envelope=data.replace(b"APPROVED", b"REJECTED").decode())
+    assert changed.status == "REJECTED" and changed.errors.Error[0].code == "MESSAGE_ID_REUSED"

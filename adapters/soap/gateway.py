@@ -3,13 +3,17 @@ the rate limit. Whatever it refuses is answered with a SOAP fault and logged as 
 event with its code (X-Road practice: failed and denied requests are evidence too)."""
 from __future__ import annotations
 
+import uuid
+
 from lxml import etree
 
+from adapters.soap.fast_push import PUSHES, canonical_request, receipt_response
 from adapters.soap.faults import EXCHANGE_NS, SOAP_ENV, SoapFault, fault_response
 from adapters.soap.ratelimit import RateLimiter
 from adapters.soap.service import OPERATIONS
 from adapters.soap.wsse import Authenticator, read_token
-from bus.errors import RejectedMessage
+from bus.errors import RejectedMessage, StoreUnavailable
+from bus.exchange_log import NonceReplayed
 from bus.logs import get_logger
 from schemas.hardened import HardenedParser, XmlLimits
 
@@ -25,6 +29,7 @@ class SoapGateway:
         self.authenticator = authenticator
         self.limiter = limiter
         self.max_bytes = settings.soap.max_request_bytes
+        self.fast_push = settings.soap.fast_push
         self.parser = HardenedParser(XmlLimits(max_bytes=self.max_bytes, max_depth=settings.xml.max_depth,
                                                max_elements=settings.xml.max_elements))
 
@@ -35,19 +40,49 @@ class SoapGateway:
         try:
             data = self._read(environ)
             envelope = self._parse(data)
+            operation = envelope.find(_BODY)[0]
+            fast = self.fast_push and etree.QName(operation).localname in PUSHES
             token = read_token(envelope)
             claimed = token.username
-            system = self.authenticator.authenticate(token, over_tls=environ.get("wsgi.url_scheme") == "https")
+            system = self.authenticator.authenticate(token, over_tls=environ.get("wsgi.url_scheme") == "https",
+                                                     record_nonce=not fast)
             if not self.limiter.allow(system.id):
                 raise SoapFault("RATE_LIMITED", f"system {system.id} exceeds "
                                 f"{self.hub.settings.soap.rate_limit_per_system:g} requests/s; slow down and retry")
         except SoapFault as fault:
             self._log_refusal(fault, claimed, environ)
             return fault_response(fault, start_response)
+        if fast:
+            return self._push(operation, system, (system.id, token.nonce) if token.nonce else None,
+                              environ, start_response)
         environ["huitong.hub"] = self.hub
         environ["huitong.system"] = system
         environ["huitong.soap_document"] = envelope
         return self.spyne_app(environ, start_response)
+
+    def _push(self, operation, system, nonce, environ, start_response):
+        name = etree.QName(operation).localname
+        try:
+            data = canonical_request(operation, system.id)
+            receipt = self.hub.acceptance.accept(data, system=system.id, grants=system.grants, nonce=nonce)
+        except SoapFault as fault:
+            self._log_refusal(fault, system.id, environ)
+            return fault_response(fault, start_response)
+        except NonceReplayed as exc:  # the log has its REJECTED event already
+            log.warning("soap.refused", code=exc.code, system=system.id, remote_addr=environ.get("REMOTE_ADDR"))
+            return fault_response(SoapFault(exc.code, str(exc), path="/Envelope/Header/Security/UsernameToken/Nonce"),
+                                  start_response)
+        except StoreUnavailable as exc:
+            return fault_response(SoapFault("STORE_UNAVAILABLE", f"{exc}; the message was not accepted, send it "
+                                            "again", server=True), start_response)
+        except Exception:
+            reference = str(uuid.uuid4())
+            log.exception("soap.internal_error", reference=reference, operation=name)
+            return fault_response(SoapFault("INTERNAL", f"internal error; reference {reference}", server=True),
+                                  start_response)
+        body = receipt_response(name, receipt)
+        start_response("200 OK", [("Content-Type", "text/xml; charset=utf-8"), ("Content-Length", str(len(body)))])
+        return [body]
 
     def _read(self, environ) -> bytes:
         try:

@@ -4,7 +4,6 @@ By the time an operation runs, adapters.soap.gateway has parsed the request thro
 hardened parser and authenticated the system; the operation finds both in the WSGI environ."""
 from __future__ import annotations
 
-import re
 import uuid
 
 from spyne import Application, Fault, Unicode, rpc
@@ -14,13 +13,13 @@ from spyne.service import Service
 
 from adapters.soap import types as t
 from adapters.soap.canonical import to_canonical
+from adapters.soap.fast_push import message_bytes
 from bus.envelope import envelope_xml
 from bus.errors import StoreUnavailable
 from bus.logs import get_logger
 from bus.receipts import Receipt
 
 log = get_logger("huitong.soap")
-_XML_DECLARATION = re.compile(r"^\s*<\?xml[^>]*\?>")
 
 
 def _receipt(receipt: Receipt) -> t.Receipt:
@@ -36,6 +35,8 @@ def _context(ctx):
 
 def _push_typed(ctx, message_type: str, message, message_id, correlation_id, target) -> t.Receipt:
     hub, system = _context(ctx)
+    if not message_id or not message_id.strip():
+        raise Fault("Client.SOAP_MALFORMED", f"Push{message_type} needs a messageId")
     body = to_canonical(message, message_type)
     data = envelope_xml(message_type, body, system.id, message_id=message_id,
                         correlation_id=correlation_id, target=target)
@@ -68,8 +69,7 @@ class ExchangeService(Service):
     def PushMessage(ctx, envelope):
         """Push a whole canonical envelope (any message type) as an XML string."""
         hub, system = _context(ctx)
-        # The string is text already; a declaration naming another encoding would lie about it.
-        data = _XML_DECLARATION.sub("", envelope, count=1).encode("utf-8")
+        data = message_bytes(envelope)
         return _receipt(hub.acceptance.accept(data, system=system.id, grants=system.grants))
 
     @rpc(Unicode(min_occurs=1, nillable=False), _in_arg_names={"message_id": "messageId"}, _returns=t.Receipt)

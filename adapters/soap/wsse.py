@@ -61,7 +61,9 @@ class Authenticator:
         self.tolerance = dt.timedelta(seconds=tolerance_seconds)
         self.allow_password_text = allow_password_text
 
-    def authenticate(self, token: Token, *, over_tls: bool) -> SystemIdentity:
+    def authenticate(self, token: Token, *, over_tls: bool, record_nonce: bool = True) -> SystemIdentity:
+        """The system the token proves, or SoapFault. With record_nonce=False the caller
+        records the nonce itself (a push does, in the same commit as its message)."""
         identity, secret = self.registry.credentials(token.username)
         if identity is None:
             raise SoapFault("SYSTEM_UNKNOWN", f"no system {token.username} is registered",
@@ -92,7 +94,7 @@ class Authenticator:
                             path=f"{_TOKEN_PATH}/Password")
         if token.created is not None:
             self._check_fresh(token.created)
-        if token.nonce is not None and not self.registry.use_nonce(
+        if record_nonce and token.nonce is not None and not self.registry.use_nonce(
                 token.username, token.nonce, keep_seconds=2 * self.tolerance.total_seconds()):
             raise SoapFault("WSSE_NONCE_REPLAYED", "this nonce was used before: a replayed request",
                             path=f"{_TOKEN_PATH}/Nonce")
