@@ -78,9 +78,14 @@ def serve(config_path, host, port):
 @main.command()
 @config_option
 def relay(config_path):
-    """Run only the relay (publishes what the exchange log holds as unpublished)."""
+    """Run only the relay (publishes what the exchange log holds as unpublished).
+
+    For a relay beside HTTP workers that run none (relay.enabled: false there). It accepts
+    nothing itself, so it scans the log without the grace a worker's own relay is given."""
     settings = _settings(config_path)
-    hub = _hub(settings).start(relay=True)
+    hub = _hub(settings)
+    hub.relay.scan_grace = 0.0
+    hub.start(relay=True)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         while True:
