@@ -62,6 +62,14 @@ class _Rejection:
     digest: str | None = None  # of the kept body
 
 
+@dataclass(slots=True)
+class _Published:
+    """Messages the relay put on the wire, to be marked in the next group commit."""
+    pending: list
+    future: Future
+    nonce: None = None
+
+
 @dataclass(frozen=True, slots=True)
 class Pending:
     """A logged message the relay still has to put on the wire."""
@@ -182,6 +190,10 @@ class ExchangeLog:
                 results[id(entry)] = NonceReplayed("this nonce was used before: a replayed request")
                 events.append(_event("REJECTED", now, source=entry.nonce[0], code=NonceReplayed.code,
                                      message_id=_message_id(entry), detail={"receipt_id": receipt_ids[id(entry)]}))
+            published = [p for e in batch if isinstance(e, _Published) for p in e.pending]
+            if published:
+                self._mark_published(conn, published, now)
+                results.update((id(e), None) for e in batch if isinstance(e, _Published))
             admitted = [e for e in batch if id(e) not in results]
             stored = self._store_messages(conn, admitted, receipt_ids, now)
             resent = self._resent(conn, admitted, stored, receipt_ids)
@@ -294,13 +306,16 @@ class ExchangeLog:
                 self._mark_published(conn, pending)
         return len(pending)
 
-    def mark_published(self, pending: list[Pending]) -> None:
-        """Record PUBLISHED for messages the relay put on the wire from memory."""
-        with self.engine.begin() as conn:
-            self._mark_published(conn, pending)
+    def mark_published(self, pending: list[Pending]) -> Future:
+        """Record PUBLISHED for messages the relay put on the wire from memory, in the next
+        group commit (no transaction of its own). Should that commit fail, they stay
+        unpublished in the log and the relay's scan sends them again."""
+        future: Future = Future()
+        self._put(_Published(pending, future))
+        return future
 
-    def _mark_published(self, conn, pending: list[Pending]) -> None:
-        now = utcnow()
+    def _mark_published(self, conn, pending: list[Pending], now: dt.datetime | None = None) -> None:
+        now = now or utcnow()
         self._writer.mark_published(conn, [p.seq for p in pending], now)
         self._writer.append_events(conn, [
             _event("PUBLISHED", now, message_seq=p.seq, message_id=p.message_id, source=p.source)

@@ -57,14 +57,15 @@ class Hub:
         return self
 
     def stop(self) -> None:
+        relay_ran = self._relay_running
         if self._relay_running:
             self.relay.stop()
             self._relay_running = False
-            if self.settings.embedded_broker:
-                # In-process consumers have finished (they stop before the relay), so what was
-                # published is done with; only a crash leaves work for requeue_volatile().
-                self.log.mark_volatile_drained()
-        self.log.stop()
+        self.log.stop()  # commits what is queued, PUBLISHED marks included
+        if relay_ran and self.settings.embedded_broker:
+            # In-process consumers have finished (they stop before the relay), so what was
+            # published is done with; only a crash leaves work for requeue_volatile().
+            self.log.mark_volatile_drained()
         self.engine.dispose()
 
     def accept(self, data: bytes, *, system: str) -> Receipt:

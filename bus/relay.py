@@ -37,6 +37,7 @@ class Relay:
         self._scan_needed = True  # at start the log may hold what an earlier process left
         self._scanned_up_to = 0
         self._last_scan = 0.0
+        self._marks: list = []  # PUBLISHED marks queued for the log's next group commit
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -87,7 +88,8 @@ class Relay:
             return 0
         try:
             self.publisher.publish_batch(batch)
-            self.log.mark_published(batch)
+            self._marks = [m for m in self._marks if not m.done()]
+            self._marks.append(self.log.mark_published(batch))
         except Exception:
             self._offered.clear()
             self._scan_needed = True  # they are still unpublished in the log
@@ -103,6 +105,9 @@ class Relay:
             count = self.run_once()
             total += count
             if not count and not self._offered:
+                for mark in self._marks:  # drained means recorded, too
+                    mark.result(timeout=60)
+                self._marks.clear()
                 return total
 
     def start(self) -> "Relay":
