@@ -67,7 +67,7 @@ class _Published:
     """Messages the relay put on the wire, to be marked in the next group commit."""
     pending: list
     future: Future
-    nonce: None = None
+    nonce: None = None  # shares the queue with acceptances; carries no request nonce
 
 
 @dataclass(frozen=True, slots=True)

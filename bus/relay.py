@@ -62,20 +62,25 @@ class Relay:
         elif not self._scan_needed and time.monotonic() - self._last_scan < self.poll_interval:
             count = 0  # nothing offered, and the log was looked at a moment ago
         else:
-            self._last_scan = time.monotonic()
-            scanned: list[int] = []
-
-            def publish(pending):
-                self.publisher.publish_batch(pending)
-                scanned.append(pending[-1].seq)
-
-            count = self.log.publish_pending(publish, self.batch_size, older_than=self.scan_grace)
-            if scanned:
-                # Offered messages this scan already published are skipped by seq (one
-                # committer per process, so its offers arrive in seq order).
-                self._scanned_up_to = max(self._scanned_up_to, scanned[-1])
-            self._scan_needed = count == self.batch_size  # a full batch: the log may hold more
+            count = self._scan()
         self.published_total += count
+        return count
+
+    def _scan(self) -> int:
+        """One batch from the log itself, past the grace."""
+        self._last_scan = time.monotonic()
+        scanned: list[int] = []
+
+        def publish(pending):
+            self.publisher.publish_batch(pending)
+            scanned.append(pending[-1].seq)
+
+        count = self.log.publish_pending(publish, self.batch_size, older_than=self.scan_grace)
+        if scanned:
+            # Offered messages this scan already published are skipped by seq (one committer
+            # per process, so its offers arrive in seq order).
+            self._scanned_up_to = max(self._scanned_up_to, scanned[-1])
+        self._scan_needed = count == self.batch_size  # a full batch: the log may hold more
         return count
 
     def _publish_offered(self) -> int:

@@ -14,7 +14,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, delete, select
+from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -168,18 +168,14 @@ class SystemRegistry:
         return identity, token
 
     # -- replay protection ----------------------------------------------------------------
-    def use_nonce(self, system_id: str, nonce: str, *, keep_seconds: float) -> bool:
-        """Record a nonce; False if it was seen before (a replay). Old ones are forgotten
-        after keep_seconds (twice the freshness window, so a stale Created is refused first)."""
-        now = utcnow()
+    def use_nonce(self, system_id: str, nonce: str) -> bool:
+        """Record a nonce; False if it was seen before (a replay). Pushes record theirs in
+        the exchange log's group commit instead; the log also forgets old ones."""
         try:
             with self.engine.begin() as conn:
-                conn.execute(UsedNonce.__table__.insert().values(system_id=system_id, nonce=nonce, seen_at=now))
+                conn.execute(UsedNonce.__table__.insert().values(system_id=system_id, nonce=nonce, seen_at=utcnow()))
         except IntegrityError:
             return False
-        if secrets.randbelow(1000) == 0:  # now and then, not on every request
-            with self.engine.begin() as conn:
-                conn.execute(delete(UsedNonce).where(UsedNonce.seen_at < now - dt.timedelta(seconds=keep_seconds)))
         return True
 
 

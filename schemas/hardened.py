@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import threading
+from pathlib import Path
 from dataclasses import dataclass
 
 from lxml import etree
@@ -63,9 +64,10 @@ class HardenedParser:
             tools = self._local.tools = (parser, etree.XPath(self._too_deep_path))
         return tools
 
-    def parse(self, data: bytes, *, check_depth: bool = True) -> etree._Element:
+    def parse(self, data: bytes, *, check_depth: bool = True, base_url: str | None = None) -> etree._Element:
         """check_depth=False is for callers that validate against a schema which bounds the
-        depth anyway and call too_deep() on the failure path (MessageValidator)."""
+        depth anyway and call check_depth() on the failure path (MessageValidator). base_url
+        names the document, so that an XSD's xs:include can be found beside it."""
         limits = self.limits
         if len(data) > limits.max_bytes:
             raise RejectedMessage.single(
@@ -75,7 +77,7 @@ class HardenedParser:
                 "XML_DOCTYPE_FORBIDDEN", "a DOCTYPE is not allowed (no DTDs, no entities)")
         parser = self._tools()[0]
         try:
-            root = etree.fromstring(data, parser)
+            root = etree.fromstring(data, parser, base_url=base_url)
         except etree.XMLSyntaxError as exc:
             raise _syntax_rejection(exc) from None
         if root is None:
@@ -93,6 +95,10 @@ class HardenedParser:
                     f"document has {count} elements, the cap is {limits.max_elements}")
         return root
 
+
+    def parse_file(self, path) -> etree._Element:
+        """Our own files (the XSDs) go through the same door as everything else."""
+        return self.parse(Path(path).read_bytes(), base_url=str(path))
 
     def check_depth(self, root: etree._Element) -> None:
         if self._tools()[1](root):

@@ -7,7 +7,7 @@ spyne still serves the WSDL, the queries, and the pushes when soap.fast_push is 
 on the 2-core machine its deserialise + serialise cost ~0.85 ms per push."""
 from __future__ import annotations
 
-from xml.sax.saxutils import escape
+from xml.sax.saxutils import escape  # escaping text for output; nothing is parsed here
 
 from lxml import etree
 
@@ -63,9 +63,13 @@ def _text(el) -> str | None:
 
 
 def _copy(source: etree._Element, target: etree._Element) -> None:
+    """Attributes, then the text of a leaf or the children of a complex element."""
     for key, value in source.attrib.items():
         if not key.startswith("{"):  # xsi:type and friends are the SOAP layer's, not the message's
             target.set(key, value)
+    if not len(source):
+        target.text = source.text
+        return
     for child in source:
         if not isinstance(child.tag, str) or child.get(XSI_NIL) in ("true", "1"):
             continue
@@ -73,14 +77,7 @@ def _copy(source: etree._Element, target: etree._Element) -> None:
         # Our children are the canonical ones renamed; anything else keeps its namespace
         # and the canonical XSD names it in the receipt.
         tag = f"{{{CASE}}}{qname.localname}" if qname.namespace == EXCHANGE_NS else child.tag
-        element = etree.SubElement(target, tag)
-        if len(child):
-            _copy(child, element)
-        else:
-            element.text = child.text
-            for key, value in child.attrib.items():
-                if not key.startswith("{"):
-                    element.set(key, value)
+        _copy(child, etree.SubElement(target, tag))
 
 
 def receipt_response(operation: str, receipt: Receipt) -> bytes:

@@ -3,9 +3,13 @@ something, `Server.<CODE>` when the hub failed; the code is also in <detail><cod
 stack trace: an internal failure names a reference that finds it in the hub's log."""
 from __future__ import annotations
 
-from xml.sax.saxutils import escape
+import uuid
+from xml.sax.saxutils import escape  # escaping text for output; nothing is parsed here
 
-from bus.errors import CODES
+from bus.errors import CODES, StoreUnavailable
+from bus.logs import get_logger
+
+log = get_logger("huitong.soap")
 
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
 EXCHANGE_NS = "urn:huitong:exchange:1"
@@ -29,6 +33,16 @@ class SoapFault(Exception):
                 f'<detail><h:fault xmlns:h="{EXCHANGE_NS}"><h:code>{self.code}</h:code>'
                 f'<h:path>{escape(self.path)}</h:path></h:fault></detail>'
                 f'</soap:Fault></soap:Body></soap:Envelope>').encode("utf-8")
+
+
+def server_fault(exc: Exception, operation: str) -> SoapFault:
+    """The fault for a failure inside an operation (call from the except block): a log that
+    cannot commit says so (send again); anything else is logged under a reference."""
+    if isinstance(exc, StoreUnavailable):
+        return SoapFault("STORE_UNAVAILABLE", f"{exc}; the message was not accepted, send it again", server=True)
+    reference = str(uuid.uuid4())
+    log.exception("soap.internal_error", reference=reference, operation=operation)
+    return SoapFault("INTERNAL", f"internal error; reference {reference}", server=True)
 
 
 def fault_response(fault: SoapFault, start_response):

@@ -3,16 +3,14 @@ the rate limit. Whatever it refuses is answered with a SOAP fault and logged as 
 event with its code (X-Road practice: failed and denied requests are evidence too)."""
 from __future__ import annotations
 
-import uuid
-
 from lxml import etree
 
 from adapters.soap.fast_push import PUSHES, canonical_request, receipt_response
-from adapters.soap.faults import EXCHANGE_NS, SOAP_ENV, SoapFault, fault_response
+from adapters.soap.faults import EXCHANGE_NS, SOAP_ENV, SoapFault, fault_response, server_fault
 from adapters.soap.ratelimit import RateLimiter
 from adapters.soap.service import OPERATIONS
 from adapters.soap.wsse import Authenticator, read_token
-from bus.errors import RejectedMessage, StoreUnavailable
+from bus.errors import RejectedMessage
 from bus.exchange_log import NonceReplayed
 from bus.logs import get_logger
 from schemas.hardened import HardenedParser, XmlLimits
@@ -39,9 +37,8 @@ class SoapGateway:
         claimed = None
         try:
             data = self._read(environ)
-            envelope = self._parse(data)
-            operation = envelope.find(_BODY)[0]
-            fast = self.fast_push and etree.QName(operation).localname in PUSHES
+            envelope, operation = self._parse(data)
+            fast = self.fast_push and operation in PUSHES
             token = read_token(envelope)
             claimed = token.username
             system = self.authenticator.authenticate(token, over_tls=environ.get("wsgi.url_scheme") == "https",
@@ -53,15 +50,14 @@ class SoapGateway:
             self._log_refusal(fault, claimed, environ)
             return fault_response(fault, start_response)
         if fast:
-            return self._push(operation, system, (system.id, token.nonce) if token.nonce else None,
-                              environ, start_response)
+            return self._push(envelope.find(_BODY)[0], operation, system,
+                              (system.id, token.nonce) if token.nonce else None, environ, start_response)
         environ["huitong.hub"] = self.hub
         environ["huitong.system"] = system
         environ["huitong.soap_document"] = envelope
         return self.spyne_app(environ, start_response)
 
-    def _push(self, operation, system, nonce, environ, start_response):
-        name = etree.QName(operation).localname
+    def _push(self, operation, name: str, system, nonce, environ, start_response):
         try:
             data = canonical_request(operation, system.id)
             receipt = self.hub.acceptance.accept(data, system=system.id, grants=system.grants, nonce=nonce)
@@ -72,14 +68,8 @@ class SoapGateway:
             log.warning("soap.refused", code=exc.code, system=system.id, remote_addr=environ.get("REMOTE_ADDR"))
             return fault_response(SoapFault(exc.code, str(exc), path="/Envelope/Header/Security/UsernameToken/Nonce"),
                                   start_response)
-        except StoreUnavailable as exc:
-            return fault_response(SoapFault("STORE_UNAVAILABLE", f"{exc}; the message was not accepted, send it "
-                                            "again", server=True), start_response)
-        except Exception:
-            reference = str(uuid.uuid4())
-            log.exception("soap.internal_error", reference=reference, operation=name)
-            return fault_response(SoapFault("INTERNAL", f"internal error; reference {reference}", server=True),
-                                  start_response)
+        except Exception as exc:
+            return fault_response(server_fault(exc, name), start_response)
         body = receipt_response(name, receipt)
         start_response("200 OK", [("Content-Type", "text/xml; charset=utf-8"), ("Content-Length", str(len(body)))])
         return [body]
@@ -97,7 +87,8 @@ class SoapGateway:
             raise SoapFault("REQUEST_TOO_LARGE", f"the request exceeds the cap of {self.max_bytes} bytes")
         return data
 
-    def _parse(self, data: bytes) -> etree._Element:
+    def _parse(self, data: bytes) -> tuple[etree._Element, str]:
+        """The SOAP envelope and the name of the one operation its Body holds."""
         try:
             envelope = self.parser.parse(data)
         except RejectedMessage as rejection:
@@ -111,7 +102,7 @@ class SoapGateway:
             raise SoapFault("SOAP_MALFORMED", f"no operation {operation.localname} in {operation.namespace}; "
                             f"known: {', '.join(sorted(OPERATIONS))} in {EXCHANGE_NS}",
                             path=f"/Envelope/Body/{operation.localname}")
-        return envelope
+        return envelope, operation.localname
 
     def _log_refusal(self, fault: SoapFault, claimed: str | None, environ) -> None:
         log.warning("soap.refused", code=fault.code, system=claimed, reason=fault.text,

@@ -4,7 +4,6 @@ By the time an operation runs, adapters.soap.gateway has parsed the request thro
 hardened parser and authenticated the system; the operation finds both in the WSGI environ."""
 from __future__ import annotations
 
-import uuid
 
 from spyne import Application, Fault, Unicode, rpc
 from spyne.model.fault import Fault as SpyneFault
@@ -14,12 +13,10 @@ from spyne.service import Service
 from adapters.soap import types as t
 from adapters.soap.canonical import to_canonical
 from adapters.soap.fast_push import message_bytes
+from adapters.soap.faults import server_fault
 from bus.envelope import envelope_xml
-from bus.errors import StoreUnavailable
-from bus.logs import get_logger
 from bus.receipts import Receipt
 
-log = get_logger("huitong.soap")
 
 
 def _receipt(receipt: Receipt) -> t.Receipt:
@@ -111,13 +108,9 @@ class GuardedApplication(Application):
             return super().call_wrapper(ctx)
         except SpyneFault:
             raise
-        except StoreUnavailable as exc:
-            raise Fault("Server.STORE_UNAVAILABLE",
-                        f"{exc}; the message was not accepted, send it again") from None
-        except Exception:
-            reference = str(uuid.uuid4())
-            log.exception("soap.internal_error", reference=reference, operation=ctx.method_name)
-            raise Fault("Server.INTERNAL", f"internal error; reference {reference}") from None
+        except Exception as exc:
+            fault = server_fault(exc, ctx.method_name)
+            raise Fault(fault.faultcode, fault.text) from None
 
 
 def application() -> Application:

@@ -9,6 +9,7 @@ from functools import lru_cache
 from lxml import etree
 from spyne import (Array, ComplexModel, Date, DateTime, Decimal, Integer, Unicode, XmlAttribute)
 
+from schemas.hardened import HardenedParser
 from schemas.validation import XSD_DIR
 
 NS = "urn:huitong:exchange:1"
@@ -16,8 +17,8 @@ _XS = {"xs": "http://www.w3.org/2001/XMLSchema"}
 
 
 @lru_cache(maxsize=None)
-def _xsd(name: str) -> etree._ElementTree:
-    return etree.parse(str(XSD_DIR / name), etree.XMLParser(resolve_entities=False, no_network=True))
+def _xsd(name: str) -> etree._Element:
+    return HardenedParser().parse_file(XSD_DIR / name)
 
 
 def enum(xsd: str, xpath: str, **kw) -> Unicode:

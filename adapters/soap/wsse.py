@@ -94,8 +94,7 @@ class Authenticator:
                             path=f"{_TOKEN_PATH}/Password")
         if token.created is not None:
             self._check_fresh(token.created)
-        if record_nonce and token.nonce is not None and not self.registry.use_nonce(
-                token.username, token.nonce, keep_seconds=2 * self.tolerance.total_seconds()):
+        if record_nonce and token.nonce is not None and not self.registry.use_nonce(token.username, token.nonce):
             raise SoapFault("WSSE_NONCE_REPLAYED", "this nonce was used before: a replayed request",
                             path=f"{_TOKEN_PATH}/Nonce")
         return identity

@@ -10,13 +10,14 @@ import socket
 import threading
 import urllib.error
 import urllib.request
-from xml.sax.saxutils import escape
+from xml.sax.saxutils import escape  # building requests; parsing goes through HardenedParser
 
 import waitress
 from lxml import etree
 
 from bus.http import create_app
 from bus.hub import Hub
+from schemas.hardened import HardenedParser, XmlLimits
 
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
 WSSE = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"
@@ -92,14 +93,18 @@ def push_message(canonical: bytes) -> str:
     return f"<ex:PushMessage><ex:envelope>{escape(canonical.decode('utf-8'))}</ex:envelope></ex:PushMessage>"
 
 
+# Answers are read through the project's one parser too (with room for the biggest answer).
+parse_xml = HardenedParser(XmlLimits(max_bytes=64 * 1024 * 1024)).parse
+
+
 def post(url: str, data: bytes, headers: dict | None = None) -> tuple[int, etree._Element]:
     request = urllib.request.Request(url, data=data, method="POST", headers={
         "Content-Type": "text/xml; charset=utf-8", "SOAPAction": '""', **(headers or {})})
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, etree.fromstring(response.read())
+            return response.status, parse_xml(response.read())
     except urllib.error.HTTPError as exc:
-        return exc.code, etree.fromstring(exc.read())
+        return exc.code, parse_xml(exc.read())
 
 
 def fault_of(doc: etree._Element) -> tuple[str, str, str] | None:
