@@ -21,9 +21,10 @@ class Acceptance:
 
     def check(self, data: bytes, *, system: str, grants: frozenset[str] | None = None) -> Envelope:
         """Validate only; raises RejectedMessage. With grants (an authenticated system's),
-        a message type outside them is refused: deny by default."""
+        a message type outside them is refused: deny by default. A hub granted FORWARD
+        relays other systems' messages, so their Source need not be its own."""
         envelope = parse_envelope(data, self.validator)
-        if envelope.source != system:
+        if envelope.source != system and not (grants and "FORWARD" in grants):
             raise RejectedMessage.single(
                 "SOURCE_MISMATCH", f"envelope source {envelope.source} is not the sending system {system}",
                 "/Envelope/Header/Source", message_id=envelope.message_id, source=system)

@@ -9,7 +9,7 @@ import time
 from kombu import Connection, Producer
 
 from bus.errors import BrokerUnavailable
-from bus.topology import MESSAGES, declare
+from bus.topology import DIRECT, MESSAGES, declare
 
 # kombu polls virtual transports; the default second would add a second of latency per hop.
 MEMORY_OPTIONS = {"polling_interval": 0.01}
@@ -25,9 +25,10 @@ class Publisher:
     """Publishes batches of (routing key, body, properties) and returns only when the broker
     has taken responsibility for every one of them; raises BrokerUnavailable otherwise."""
 
-    def __init__(self, url: str, *, confirm_timeout: float = 30.0):
+    def __init__(self, url: str, *, confirm_timeout: float = 30.0, queues=()):
         self.url = url
         self.confirm_timeout = confirm_timeout
+        self.queues = list(queues)  # declared on connect, so nothing published to them is dropped
         self._conn: Connection | None = None
         self._producer: Producer | None = None
         self._confirms = not url.startswith("memory://")
@@ -40,7 +41,7 @@ class Publisher:
             conn = connect(self.url)
             conn.ensure_connection(max_retries=1)
             channel = conn.channel()
-            declare(channel)
+            declare(channel, self.queues)
             if self._confirms:
                 channel.confirm_select()
                 channel.events["basic_ack"].add(self._on_ack)
@@ -60,20 +61,27 @@ class Publisher:
         self._on_ack(delivery_tag, multiple)
 
     def publish_batch(self, messages) -> None:
+        """Logged messages (Pending) onto the message exchange."""
+        self.publish_raw([
+            (m.routing_key, m.body, {"message_id": m.message_id, "correlation_id": m.correlation_id,
+                                     "headers": {"x-huitong-source": m.source, "x-huitong-type": m.type,
+                                                 "x-huitong-seq": m.seq}})
+            for m in messages], exchange=MESSAGES)
+
+    def publish_raw(self, entries, *, exchange=DIRECT) -> None:
+        """(routing key, body, properties) entries, by default straight to the queue the routing
+        key names (the default exchange): retries, forwards and dead letters go to one route."""
         try:
             producer = self._ensure()
             first = self._next_tag
             self._nacked = 0
             if self._confirms:
-                self._outstanding = set(range(first, first + len(messages)))
-            for m in messages:
-                producer.publish(
-                    m.body, routing_key=m.routing_key, content_type="application/xml",
-                    content_encoding="binary", delivery_mode=2, message_id=m.message_id,
-                    correlation_id=m.correlation_id, retry=False,
-                    headers={"x-huitong-source": m.source, "x-huitong-type": m.type,
-                             "x-huitong-seq": m.seq})
-            self._next_tag = first + len(messages)
+                self._outstanding = set(range(first, first + len(entries)))
+            for routing_key, body, properties in entries:
+                producer.publish(body, exchange=exchange, routing_key=routing_key,
+                                 content_type="application/xml", content_encoding="binary",
+                                 delivery_mode=2, retry=False, **properties)
+            self._next_tag = first + len(entries)
             if self._confirms:
                 self._wait_for_confirms()
         except BrokerUnavailable:

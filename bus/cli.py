@@ -9,31 +9,9 @@ from pathlib import Path
 
 import click
 
-from bus.config import Settings, load_settings
+from bus.cli_common import _hub, _settings, config_option
 from bus.errors import HuitongError, RejectedMessage
-from bus.logs import configure_logging
 from bus.masking import mask_text
-
-config_option = click.option("--config", "config_path", type=click.Path(dir_okay=False),
-                             help="YAML configuration file (default: $HUITONG_CONFIG, else the embedded default).")
-
-
-def _settings(config_path: str | None) -> Settings:
-    try:
-        settings = load_settings(config_path)
-    except HuitongError as exc:
-        raise click.ClickException(str(exc)) from None
-    configure_logging(settings.logging.level, settings.logging.format)
-    return settings
-
-
-def _hub(settings: Settings):
-    from bus.hub import Hub
-    try:
-        return Hub(settings)
-    except HuitongError as exc:
-        raise click.ClickException(f"{exc.code}: {exc}") from None
-
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
@@ -263,8 +241,13 @@ def _safe_url(url: str) -> str:
 
 
 def _register_groups() -> None:
+    from importlib.metadata import entry_points
+
     from bus.cli_systems import systems
     main.add_command(systems)
+    # Commands of the packages beside bus/ (routes, dlq, worker ...), which bus/ does not import.
+    for ep in entry_points(group="huitong.cli"):
+        main.add_command(ep.load(), name=ep.name)
 
 
 _register_groups()

@@ -16,7 +16,7 @@ grant_option = click.option("--grant", "grants", multiple=True, type=click.Choic
 
 
 def _registry(config_path):
-    from bus.cli import _settings
+    from bus.cli_common import _settings
     from bus.database import ensure_schema, make_engine
     from bus.secret_box import SecretBox
     from bus.systems import SystemRegistry

@@ -78,6 +78,21 @@ class SystemSeed(Section):
     grants: list[str] = []
 
 
+class RoutesSettings(Section):
+    """Route files and the workers that run them."""
+    # Directory of route files (*.yaml); empty: no routes, messages are logged and published only.
+    dir: str = ""
+    # This process consumes the route queues (serve, the WSGI app); `huitong worker` always does.
+    run: bool = True
+    threads: int = Field(1, ge=1, le=64)  # worker threads, each with its own broker connection
+    prefetch: int = Field(200, ge=1, le=10_000)
+    batch_size: int = Field(100, ge=1, le=5_000)
+    batch_wait: float = Field(0.05, gt=0, le=10)
+    retry_poll_interval: float = Field(0.5, gt=0, le=60)
+    # A retry handed to the route queue is handed again if not settled within this time.
+    retry_lease_seconds: float = Field(120.0, ge=1)
+
+
 class LoggingSettings(Section):
     level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
     format: str = Field("auto", pattern="^(auto|json|console)$")
@@ -95,6 +110,9 @@ class Settings(Section):
     relay: RelaySettings = RelaySettings()
     logging: LoggingSettings = LoggingSettings()
     soap: SoapSettings = SoapSettings()
+    routes: RoutesSettings = RoutesSettings()
+    # Named destinations routes deliver to: {name: {type: soap|filedrop|hub|..., options...}}.
+    destinations: dict[str, dict[str, Any]] = {}
     systems: list[SystemSeed] = []
     # Key that encrypts system secrets at rest (Fernet, urlsafe base64 of 32 bytes). Empty: a key
     # file under state_dir is created on first use; several hosts must share one key.

@@ -49,6 +49,13 @@ CODES: dict[str, str] = {
     "RATE_LIMITED": "the system sends faster than its rate limit",
     "NOT_FOUND": "nothing is known under this id",
     "INTERNAL": "the hub failed; the fault names a reference to find it in the log",
+    # routes and delivery
+    "ROUTES_INVALID": "a route file is wrong (unknown key, missing destination, XPath or XSLT that does not compile)",
+    "DELIVERY_FAILED": "a destination did not take the message; it is retried",
+    "DESTINATION_TIMEOUT": "a destination did not answer in time; it is retried",
+    "DESTINATION_FAULT": "a department system answered with a SOAP fault; it is retried",
+    "TRANSFORM_FAILED": "the route's transform failed on this message; retrying cannot help",
+    "DEAD_LETTERED": "every attempt failed; the message waits in the route's dead-letter queue",
     # runtime
     "CONFIG_INVALID": "the configuration is wrong",
     "SCHEMA_OUTDATED": "the database schema is older than this release",
@@ -94,8 +101,25 @@ class BrokerUnavailable(HuitongError):
     code = "BROKER_UNAVAILABLE"
 
 
+class RoutesInvalid(ConfigError):
+    """Route files that must not run. Carries every problem, each with file and line."""
+
+    code = "ROUTES_INVALID"
+
+    def __init__(self, problems: list):
+        self.problems = list(problems)
+        super().__init__("\n".join(map(str, self.problems)))
+
+
 class DeliveryError(HuitongError):
+    """A destination did not take a message. permanent: retrying cannot help (a transform
+    that fails on this message), so it is dead-lettered at once."""
+
     code = "DELIVERY_FAILED"
+
+    def __init__(self, text: str, *, code: str | None = None, permanent: bool = False):
+        super().__init__(text, code=code)
+        self.permanent = permanent
 
 
 class RejectedMessage(HuitongError):

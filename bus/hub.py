@@ -3,6 +3,7 @@ Settings. Adapters get `hub.acceptance`; the HTTP app gets the hub."""
 from __future__ import annotations
 
 import os
+from importlib.metadata import entry_points
 
 from bus.acceptance import Acceptance
 from bus.broker import Publisher
@@ -33,19 +34,32 @@ class Hub:
         self.acceptance = Acceptance(self.validator, self.log)
         self.systems = SystemRegistry(self.engine, SecretBox.from_settings(settings),
                                       cache_seconds=settings.soap.registry_cache_seconds)
-        self.relay = Relay(self.log, Publisher(settings.broker_url, confirm_timeout=settings.relay.confirm_timeout),
+        # Services that plug into the hub (routes): built now, so bad route files stop the hub
+        # before it accepts anything; their queues are declared by the relay's publisher.
+        self.services = [ep.load()(self) for ep in entry_points(group="huitong.services")]
+        queues = [q for service in self.services for q in service.queues]
+        self.relay = Relay(self.log, Publisher(settings.broker_url, confirm_timeout=settings.relay.confirm_timeout,
+                                               queues=queues),
                            batch_size=settings.relay.batch_size, poll_interval=settings.relay.poll_interval,
                            scan_grace=settings.relay.scan_grace_seconds)
         self.log.on_commit.append(self.relay.offer)
         self._relay_running = False
+        self._services_running = False
         self._started = False
 
-    def start(self, *, relay: bool | None = None) -> "Hub":
+    def service(self, name: str):
+        return next(s for s in self.services if s.name == name)
+
+    def start(self, *, relay: bool | None = None, routes: bool | None = None) -> "Hub":
         self._started = True
         added = self.systems.seed(self.settings.systems, os.environ)
         if added:
             log.info("systems.seeded", systems=added)
         self.log.start()
+        if self.settings.routes.run if routes is None else routes:
+            for service in self.services:
+                service.start()
+            self._services_running = True
         if self.settings.relay.enabled if relay is None else relay:
             if self.settings.embedded_broker:
                 requeued = self.log.requeue_volatile()
@@ -61,10 +75,15 @@ class Hub:
         if self._relay_running:
             self.relay.stop()
             self._relay_running = False
+        drained = True
+        for service in self.services:
+            service.stop()  # route workers finish their batch and ack
+            drained = drained and service.drained()
+        self._services_running = False
         self.log.stop()  # commits what is queued, PUBLISHED marks included
-        if relay_ran and self.settings.embedded_broker:
-            # In-process consumers have finished (they stop before the relay), so what was
-            # published is done with; only a crash leaves work for requeue_volatile().
+        if relay_ran and self.settings.embedded_broker and drained:
+            # The route queues are empty, so what was published is done with; otherwise (and
+            # after a crash) requeue_volatile() re-publishes it at the next start.
             self.log.mark_volatile_drained()
         self.engine.dispose()
 

@@ -136,3 +136,33 @@ class UsedNonce(Base):
     system_id: Mapped[str] = mapped_column(String(80), primary_key=True)
     nonce: Mapped[str] = mapped_column(String(100), primary_key=True)
     seen_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), index=True)
+
+
+class RouteDelivery(Base):
+    """Where one message stands with one destination of one route. The unique key is the
+    idempotency key of delivery (a message redelivered by the broker finds DELIVERED and is
+    not sent again); RETRY rows are the backoff schedule, DEAD rows the dead-letter list.
+
+    status: DELIVERED, RETRY (waits for due_at), RETRYING (handed to the route queue; due_at is
+    the lease after which it is handed again), DEAD, DISCARDED."""
+
+    __tablename__ = "route_deliveries"
+    __table_args__ = (
+        UniqueConstraint("message_seq", "route", "destination"),
+        Index("ix_route_deliveries_due", "due_at",
+              postgresql_where=text("status IN ('RETRY', 'RETRYING')"),
+              sqlite_where=text("status IN ('RETRY', 'RETRYING')")),
+        Index("ix_route_deliveries_route_status", "route", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(SeqType, primary_key=True, autoincrement=True)
+    message_seq: Mapped[int] = mapped_column(ForeignKey("messages.seq"))
+    message_id: Mapped[str] = mapped_column(String(36))
+    route: Mapped[str] = mapped_column(String(80))
+    destination: Mapped[str] = mapped_column(String(120))
+    status: Mapped[str] = mapped_column(String(12))
+    attempts: Mapped[int] = mapped_column(Integer)
+    due_at: Mapped[Optional[dt.datetime]] = mapped_column(UtcDateTime())
+    error_code: Mapped[Optional[str]] = mapped_column(String(40))
+    last_error: Mapped[Optional[str]] = mapped_column(Text)
+    updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())

@@ -61,11 +61,16 @@ def check_system_id(system_id: str) -> None:
                                 "letters, digits, '-' or '_', starting with a letter")
 
 
+# Not a message type: the system is another hub, which relays messages of other systems
+# (their Source stays theirs); its message-type grants still apply.
+FORWARD = "FORWARD"
+
+
 def check_grants(grants) -> frozenset[str]:
-    unknown = sorted(set(grants) - MESSAGE_TYPES.keys())
+    unknown = sorted(set(grants) - MESSAGE_TYPES.keys() - {FORWARD})
     if unknown:
-        raise RegistryError(f"unknown message type(s) {', '.join(unknown)}; "
-                            f"known: {', '.join(MESSAGE_TYPES)}")
+        raise RegistryError(f"unknown grant(s) {', '.join(unknown)}; "
+                            f"known: {', '.join(MESSAGE_TYPES)} and {FORWARD} (for another hub)")
     return frozenset(grants)
 
 

@@ -26,6 +26,7 @@ class Delivery:
     headers: dict
     body: bytes
     redelivered: bool
+    correlation_id: str | None = None
 
 
 BatchHandler = Callable[[list[Delivery]], None]
@@ -44,6 +45,7 @@ class Worker(ConsumerMixin):
         self._first_at = 0.0
         self._thread: threading.Thread | None = None
         self.handled = 0
+        self._failures = 0
 
     def get_consumers(self, consumer_cls, channel):
         # One consumer per queue, so each delivery knows the queue (route) it came from.
@@ -79,7 +81,11 @@ class Worker(ConsumerMixin):
             log.error("worker.batch_failed", error=f"{exc.__class__.__name__}: {exc}", size=len(batch))
             for _, message in batch:
                 message.requeue()
+            # The database or a broker is away: do not spin on the same batch.
+            self._failures += 1
+            time.sleep(min(0.2 * 2 ** self._failures, 10.0))
             return
+        self._failures = 0
         for _, message in batch:
             message.ack()
         self.handled += len(batch)

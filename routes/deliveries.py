@@ -1,0 +1,196 @@
+"""The delivery records of routes (table route_deliveries) and the events that go with them.
+Everything a route worker decided about a batch is committed here in one transaction
+before the batch is acked; operators' dead-letter actions go through here too."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+
+from sqlalchemy import Engine, and_, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from bus.exchange_log import utcnow
+from bus.log_writers import writer_for
+from bus.models import Message, MessageBody, RouteDelivery
+
+DELIVERED, RETRY, RETRYING, DEAD, DISCARDED = "DELIVERED", "RETRY", "RETRYING", "DEAD", "DISCARDED"
+SETTLED = (DELIVERED, DISCARDED)
+
+
+@dataclass(frozen=True, slots=True)
+class State:
+    status: str
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    id: int
+    message_seq: int
+    message_id: str
+    route: str
+    destination: str
+    attempts: int
+    error_code: str | None
+    last_error: str | None
+    dead_at: dt.datetime
+    source: str
+    type: str
+
+
+@dataclass(frozen=True, slots=True)
+class Due:
+    """A retry to hand to the route queue."""
+
+    message_seq: int
+    route: str
+    destinations: tuple[str, ...]
+    attempts: int
+    message_id: str
+    source: str
+    type: str
+    correlation_id: str | None
+    body: bytes
+
+
+def event(kind: str, at: dt.datetime, *, seq: int | None, message_id: str | None, route: str,
+          source: str | None = None, code: str | None = None, detail: dict | None = None) -> dict:
+    return {"kind": kind, "at": at, "message_seq": seq, "message_id": message_id, "source": source,
+            "route": route, "code": code, "digest": None,
+            "detail": json.dumps(detail, ensure_ascii=False, default=str) if detail is not None else None}
+
+
+class DeliveryStore:
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self._writer = writer_for(engine.dialect.name)
+        self._insert = (postgresql if engine.dialect.name == "postgresql" else sqlite).insert
+
+    # -- the route worker ---------------------------------------------------------------------
+    def states(self, route: str, seqs: list[int]) -> dict[tuple[int, str], State]:
+        if not seqs:
+            return {}
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(RouteDelivery.message_seq, RouteDelivery.destination,
+                                       RouteDelivery.status, RouteDelivery.attempts)
+                                .where(RouteDelivery.route == route, RouteDelivery.message_seq.in_(seqs)))
+            return {(r.message_seq, r.destination): State(r.status, r.attempts) for r in rows}
+
+    def commit(self, rows: list[dict], events: list[dict]) -> None:
+        """Upsert delivery rows (message_seq, message_id, route, destination, status, attempts,
+        due_at, error_code, last_error) and append their events, in one transaction."""
+        if not rows and not events:
+            return
+        now = utcnow()
+        with self.engine.begin() as conn:
+            if rows:
+                statement = self._insert(RouteDelivery)
+                statement = statement.on_conflict_do_update(
+                    index_elements=["message_seq", "route", "destination"],
+                    set_={name: statement.excluded[name] for name in
+                          ("status", "attempts", "due_at", "error_code", "last_error", "updated_at")})
+                conn.execute(statement, [{**row, "updated_at": now} for row in rows])
+            self._writer.append_events(conn, events)
+
+    # -- the retry scheduler ------------------------------------------------------------------
+    def claim_due(self, limit: int, lease_seconds: float, routes: set[str]) -> list[Due]:
+        """Retries whose time has come (and handed-out ones whose lease ran out), marked
+        RETRYING until the lease ends; grouped per message and route."""
+        now = utcnow()
+        query = (select(RouteDelivery.id, RouteDelivery.message_seq, RouteDelivery.route,
+                        RouteDelivery.destination, RouteDelivery.attempts)
+                 .where(RouteDelivery.status.in_((RETRY, RETRYING)), RouteDelivery.due_at <= now,
+                        RouteDelivery.route.in_(routes))
+                 .order_by(RouteDelivery.due_at).limit(limit))
+        if self.engine.dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        with self.engine.begin() as conn:
+            rows = list(conn.execute(query))
+            if not rows:
+                return []
+            conn.execute(update(RouteDelivery).where(RouteDelivery.id.in_([r.id for r in rows]))
+                         .values(status=RETRYING, due_at=now + dt.timedelta(seconds=lease_seconds),
+                                 updated_at=now))
+            messages = {m.seq: m for m in conn.execute(
+                select(Message.seq, Message.message_id, Message.source, Message.type, Message.correlation_id,
+                       MessageBody.content).join(MessageBody, MessageBody.digest == Message.digest)
+                .where(Message.seq.in_({r.message_seq for r in rows})))}
+        grouped: dict[tuple[int, str], list] = {}
+        for r in rows:
+            grouped.setdefault((r.message_seq, r.route), []).append(r)
+        due = []
+        for (seq, route), group in grouped.items():
+            m = messages[seq]
+            due.append(Due(seq, route, tuple(r.destination for r in group), max(r.attempts for r in group),
+                           m.message_id, m.source, m.type, m.correlation_id, m.content))
+        return due
+
+    def bodies(self, seqs: list[int]) -> dict[int, bytes]:
+        with self.engine.connect() as conn:
+            return dict(conn.execute(select(Message.seq, MessageBody.content)
+                                     .join(MessageBody, MessageBody.digest == Message.digest)
+                                     .where(Message.seq.in_(seqs))).all())
+
+    def release_leases(self) -> int:
+        """After a restart on the in-memory broker: handed-out retries died with the old
+        process, so they are due now."""
+        with self.engine.begin() as conn:
+            return conn.execute(update(RouteDelivery).where(RouteDelivery.status == RETRYING)
+                                .values(status=RETRY, due_at=utcnow())).rowcount
+
+    # -- dead letters ---------------------------------------------------------------------------
+    def dead_letters(self, route: str | None = None, *, limit: int = 1000,
+                     ids: list[int] | None = None) -> list[DeadLetter]:
+        query = (select(RouteDelivery.id, RouteDelivery.message_seq, RouteDelivery.message_id,
+                        RouteDelivery.route, RouteDelivery.destination, RouteDelivery.attempts,
+                        RouteDelivery.error_code, RouteDelivery.last_error, RouteDelivery.updated_at,
+                        Message.source, Message.type)
+                 .join(Message, Message.seq == RouteDelivery.message_seq)
+                 .where(RouteDelivery.status == DEAD).order_by(RouteDelivery.id).limit(limit))
+        if route:
+            query = query.where(RouteDelivery.route == route)
+        if ids is not None:
+            query = query.where(RouteDelivery.id.in_(ids))
+        with self.engine.connect() as conn:
+            return [DeadLetter(*row) for row in conn.execute(query)]
+
+    def dead_counts(self) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            return dict(conn.execute(select(RouteDelivery.route, func.count())
+                                     .where(RouteDelivery.status == DEAD).group_by(RouteDelivery.route)).all())
+
+    def still_dead(self, keys: list[tuple[int, str, str]]) -> set[tuple[int, str, str]]:
+        """Which (message_seq, route, destination) are still dead letters."""
+        if not keys:
+            return set()
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(RouteDelivery.message_seq, RouteDelivery.route, RouteDelivery.destination)
+                                .where(RouteDelivery.status == DEAD,
+                                       or_(*(and_(RouteDelivery.message_seq == s, RouteDelivery.route == r,
+                                                  RouteDelivery.destination == d) for s, r, d in keys))))
+            return {tuple(r) for r in rows}
+
+    def operator_action(self, route: str, letters: list[DeadLetter], *, action: str, by: str,
+                        reason: str | None) -> int:
+        """RETRIED (due now, attempts start again) or DISCARDED, with who and why in the log.
+        Only rows that are still dead change, so two operators cannot act twice."""
+        if not letters:
+            return 0
+        now = utcnow()
+        retry = action == "RETRIED"
+        with self.engine.begin() as conn:
+            changed = conn.execute(
+                update(RouteDelivery)
+                .where(RouteDelivery.id.in_([d.id for d in letters]), RouteDelivery.status == DEAD)
+                .values(status=RETRY if retry else DISCARDED, due_at=now if retry else None,
+                        attempts=0 if retry else RouteDelivery.attempts,
+                        updated_at=now)
+                .returning(RouteDelivery.id)).scalars().all()
+            done = set(changed)
+            self._writer.append_events(conn, [
+                event(action, now, seq=d.message_seq, message_id=d.message_id, route=route, source=d.source,
+                      code=None, detail={"destination": d.destination, "by": by, "reason": reason,
+                                         "dead_letter": d.id})
+                for d in letters if d.id in done])
+        return len(done)

@@ -1,0 +1,65 @@
+"""Destinations: where a route delivers. Each type is a small plug-in class found through the
+`huitong.destinations` entry-point group, so a new type is a new module and an entry point,
+never an edit of the router.
+
+Destinations are declared by name in the configuration (`destinations:`), with `type:` and
+the type's options, which the plug-in's `options_schema` (JSON Schema) checks at start. Route
+files name them; credentials and addresses stay in the configuration."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any, ClassVar
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One message for one destination of one route."""
+
+    message_seq: int
+    message_id: str
+    source: str
+    type: str
+    correlation_id: str | None
+    route: str
+    payload: bytes  # what the destination sends: the transformed message, or the canonical one
+    envelope: bytes = field(repr=False)  # the canonical message as accepted
+
+
+@dataclass
+class DestinationContext:
+    """What a plug-in may need from the running hub."""
+
+    settings: Any
+    # () -> bus.broker.Publisher, for destinations that publish (route forwards); one per thread
+    publisher_factory: Any = None
+    state_dir: str = "var"
+
+
+class Destination:
+    type: ClassVar[str]
+    options_schema: ClassVar[dict] = {"type": "object", "additionalProperties": False}
+    # Secrets and addresses a route check must not print.
+    secret_options: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, name: str, options: dict, context: DestinationContext):
+        self.name = name
+        self.options = options
+        self.context = context
+
+    def deliver(self, items: list[Outgoing]) -> list[dict | Exception]:
+        """Deliver each item; return per item a JSON-able reply (recorded with DELIVERED) or
+        the exception (a DeliveryError) that says why not. Items of one call may be delivered
+        together (one fsync, one round trip), but each outcome stands alone."""
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        shown = {k: v for k, v in self.options.items() if k not in self.secret_options}
+        return f"{self.type} {shown}"
+
+    def close(self) -> None:
+        pass
+
+
+def destination_types() -> dict[str, type[Destination]]:
+    return {ep.name: ep.load() for ep in entry_points(group="huitong.destinations")}
