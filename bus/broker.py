@@ -47,7 +47,8 @@ class Publisher:
                 channel.events["basic_ack"].add(self._on_ack)
                 channel.events["basic_nack"].add(self._on_nack)
                 self._next_tag = 1
-            self._conn, self._producer = conn, Producer(channel, exchange=MESSAGES)
+            # No default exchange on the producer: exchange="" must mean the default exchange.
+            self._conn, self._producer = conn, Producer(channel)
         return self._producer
 
     def _on_ack(self, delivery_tag: int, multiple: bool) -> None:

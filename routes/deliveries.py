@@ -68,14 +68,24 @@ class DeliveryStore:
         self._insert = (postgresql if engine.dialect.name == "postgresql" else sqlite).insert
 
     # -- the route worker ---------------------------------------------------------------------
-    def states(self, route: str, seqs: list[int]) -> dict[tuple[int, str], State]:
+    def states(self, route: str, seqs: list[int]) -> tuple[dict[int, str], dict[tuple[int, str], State]]:
+        """The logged message id of each seq (a seq this log does not hold is missing), and
+        the delivery state of each (seq, destination) on this route, in one query."""
         if not seqs:
-            return {}
+            return {}, {}
         with self.engine.connect() as conn:
-            rows = conn.execute(select(RouteDelivery.message_seq, RouteDelivery.destination,
-                                       RouteDelivery.status, RouteDelivery.attempts)
-                                .where(RouteDelivery.route == route, RouteDelivery.message_seq.in_(seqs)))
-            return {(r.message_seq, r.destination): State(r.status, r.attempts) for r in rows}
+            rows = conn.execute(
+                select(Message.seq, Message.message_id, RouteDelivery.destination, RouteDelivery.status,
+                       RouteDelivery.attempts)
+                .outerjoin(RouteDelivery, and_(RouteDelivery.message_seq == Message.seq,
+                                               RouteDelivery.route == route))
+                .where(Message.seq.in_(seqs)))
+            logged, states = {}, {}
+            for r in rows:
+                logged[r.seq] = r.message_id
+                if r.destination is not None:
+                    states[(r.seq, r.destination)] = State(r.status, r.attempts)
+            return logged, states
 
     def commit(self, rows: list[dict], events: list[dict]) -> None:
         """Upsert delivery rows (message_seq, message_id, route, destination, status, attempts,

@@ -89,7 +89,11 @@ class Router:
                 log.warning("route.not_a_logged_message", route=route.id, message_id=d.message_id)
             elif m.seq not in incoming:  # the same message twice in one batch: once is enough
                 incoming[m.seq] = m
-        states = self.store.states(route.id, list(incoming))
+        logged, states = self.store.states(route.id, list(incoming))
+        for seq in [seq for seq, m in incoming.items() if logged.get(seq) != m.message_id]:
+            # Not a message of this exchange log (a broker shared by mistake, a restored
+            # database): it cannot be recorded, and holding it would block the route.
+            log.error("route.message_not_in_log", route=route.id, seq=seq, message_id=incoming.pop(seq).message_id)
         known: dict[int, dict[str, State]] = defaultdict(dict)
         for (seq, destination), state in states.items():
             known[seq][destination] = state

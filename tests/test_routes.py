@@ -1,0 +1,228 @@
+"""Routes end to end over real HTTP: a department system pushes with zeep, the hub routes by
+XPath, transforms with XSLT and calls a separate spyne department service; failures retry
+with backoff, exhausted messages wait in the dead-letter queue until an operator acts.
+Each test runs embedded and on RabbitMQ + PostgreSQL."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from kombu import Connection
+
+from bus.topology import dead_queue_name
+from routes.deliveries import DEAD
+from tests.conftest import ROOT
+from tests.helpers.department import Department
+from tests.helpers.routing import (DEMO_ROUTES, SECRET, ZJJ_SYSTEM, construction_case, detail, events,
+                                   route_file, settings_from, wait_for, write_config)
+from tests.helpers.soap import RunningHub
+
+ROUTE = "construction-permits-to-fgw"
+
+
+def fgw(department: Department) -> dict:
+    return {"type": "soap", "wsdl": department.wsdl, "operation": "ReceiveProjectCase",
+            "username": "320382.dsjj.hub", "secret": "sample-fgw-secret-not-real", "timeout": 5}
+
+
+def fast_retry_route(directory, attempts: int):
+    """The demo construction-permit route with a short backoff."""
+    return route_file(directory, f"""
+id: {ROUTE}
+from: {{types: [CaseAccepted], sources: ["*.zjj.*"]}}
+namespaces: {{hx: "urn:huitong:envelope:1", c: "urn:huitong:case:1"}}
+when: /hx:Envelope/hx:Body/c:CaseAccepted/c:ProjectCode
+transform: {{xslt: {DEMO_ROUTES / 'xslt' / 'fgw-project-case.xsl'}}}
+to: [fgw-tzxm]
+retry: {{attempts: {attempts}, first_delay: 0.2, max_delay: 0.4}}
+""")
+
+
+@pytest.fixture
+def department():
+    d = Department()
+    yield d
+    d.close()
+
+
+def zeep_push(hub: RunningHub, data: bytes, system: str = ZJJ_SYSTEM):
+    from zeep import Client
+    from zeep.wsse.username import UsernameToken
+    client = Client(hub.url + "?wsdl", wsse=UsernameToken(system, SECRET, use_digest=True))
+    return client.service.PushMessage(envelope=data.decode("utf-8"))
+
+
+def cli(*args, config):
+    return subprocess.run([sys.executable, "-m", "bus.cli", *args, "--config", str(config)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def test_a_pushed_case_reaches_the_department_through_xpath_and_xslt(backend, tmp_path, department):
+    config = write_config(tmp_path, backend, routes_dir=DEMO_ROUTES, destinations={
+        "fgw-tzxm": fgw(department), "city-hub": {"type": "hub", "url": "http://127.0.0.1:9/ws/exchange",
+                                                  "username": "320382.dsjj.hub", "secret": "sample"},
+        "archive-ferry": {"type": "filedrop", "dir": str(tmp_path / "ferry")}})
+    hub = RunningHub(settings_from(config))
+    try:
+        wanted_id, wanted = construction_case()
+        other_id, other = construction_case(project_code=False)
+        assert zeep_push(hub, wanted).status == "ACCEPTED"
+        assert zeep_push(hub, other).status == "ACCEPTED"
+        wait_for(lambda: department.received)
+        call = department.received[0]
+        # What the XSLT made of the canonical CaseAccepted, as the department's WSDL has it.
+        assert call == {"projectCode": "2026-320382-47-03-004512", "caseNumber": "320382-SCJG-20261120-0001",
+                        "itemName": "食品经营许可", "applicantName": "邳州市恒润建材有限公司",
+                        "acceptedAt": "2026-11-20T09:30:00+08:00", "messageId": wanted_id}
+        assert department.usernames == ["320382.dsjj.hub"]  # signed with the configured credentials
+        delivered = wait_for(lambda: events(hub.hub.engine, "DELIVERED", ROUTE))
+        assert delivered[0].message_id == wanted_id
+        assert detail(delivered[0])["reply"] == "OK 320382-SCJG-20261120-0001"  # the department's answer
+        # The message without a project code was published too, but the predicate kept it out.
+        wait_for(lambda: len(events(hub.hub.engine, "PUBLISHED")) == 2)
+        hub.hub.relay.drain()
+        routed = events(hub.hub.engine, "ROUTED", ROUTE)
+        assert [e.message_id for e in routed] == [wanted_id]
+        assert other_id not in department.counts()
+    finally:
+        hub.close()
+
+
+def test_a_destination_that_fails_then_recovers_receives_the_message_exactly_once(backend, tmp_path, department):
+    routes_dir = tmp_path / "routes"
+    fast_retry_route(routes_dir, attempts=6)
+    config = write_config(tmp_path, backend, routes_dir=routes_dir, destinations={"fgw-tzxm": fgw(department)})
+    department.fail_next = 3
+    hub = RunningHub(settings_from(config))
+    try:
+        message_id, data = construction_case()
+        assert zeep_push(hub, data).status == "ACCEPTED"
+        wait_for(lambda: events(hub.hub.engine, "DELIVERED", ROUTE))
+        assert department.counts() == {message_id: 1}
+        failed = events(hub.hub.engine, "FAILED", ROUTE)
+        assert [detail(e)["attempt"] for e in failed] == [1, 2, 3]
+        assert all(e.code == "DESTINATION_FAULT" and "busy" in detail(e)["error"] for e in failed)
+        assert detail(events(hub.hub.engine, "DELIVERED", ROUTE)[0])["attempt"] == 4
+        # A redelivery of the same message (the broker may send it again) is not sent twice.
+        hub.hub.relay.drain()
+        assert department.counts() == {message_id: 1}
+    finally:
+        hub.close()
+
+
+def _dead_queue_ids(broker_url: str, route: str) -> list[str]:
+    """Message ids in the route's dead-letter queue (looked at, then put back)."""
+    with Connection(broker_url, transport_options={"polling_interval": 0.01}) as conn:
+        channel = conn.channel()
+        from bus.topology import dead_queue
+        queue = dead_queue(route, quorum=not broker_url.startswith("memory"))(channel)
+        queue.declare()
+        held = []
+        while (message := queue.get(no_ack=False)) is not None:
+            held.append(message)
+        ids = [m.properties.get("message_id") for m in held]
+        for m in held:
+            m.reject(requeue=True)
+        return ids
+
+
+def test_an_exhausted_message_waits_in_the_dead_letter_queue_and_dlq_retry_delivers_it_once(
+        backend, tmp_path, department):
+    routes_dir = tmp_path / "routes"
+    fast_retry_route(routes_dir, attempts=3)
+    config = write_config(tmp_path, backend, routes_dir=routes_dir, destinations={"fgw-tzxm": fgw(department)})
+    department.fail_always = True
+    hub = RunningHub(settings_from(config))
+    try:
+        dead_id, data = construction_case()
+        kept_id, kept = construction_case()
+        for message in (data, kept):
+            assert zeep_push(hub, message).status == "ACCEPTED"
+        wait_for(lambda: len(events(hub.hub.engine, "DEAD_LETTERED", ROUTE)) == 2)
+        letter = detail(events(hub.hub.engine, "DEAD_LETTERED", ROUTE)[0])
+        assert letter["attempts"] == 3 and letter["queue"] == dead_queue_name(ROUTE)
+        # The dead-letter queue holds the original canonical messages.
+        assert sorted(wait_for(lambda: _dead_queue_ids(backend.broker_url, ROUTE))) == sorted([dead_id, kept_id])
+
+        listed = cli("dlq", "list", ROUTE, "--json", config=config)
+        assert listed.returncode == 0, listed.stderr
+        rows = [__import__("json").loads(line) for line in listed.stdout.splitlines()]
+        assert {r["message_id"] for r in rows} == {dead_id, kept_id}
+        assert all(r["code"] == "DESTINATION_FAULT" and r["attempts"] == 3 for r in rows)
+        first = next(r["id"] for r in rows if r["message_id"] == dead_id)
+        other = next(r["id"] for r in rows if r["message_id"] == kept_id)
+
+        department.fail_always = False  # the department is fixed
+        retried = cli("dlq", "retry", ROUTE, str(first), "--reason", "fgw system back", "--operator", "zhang.wei",
+                      config=config)
+        assert retried.returncode == 0, retried.stderr
+        wait_for(lambda: department.counts().get(dead_id) == 1)
+        discarded = cli("dlq", "discard", ROUTE, str(other), "--reason", "case withdrawn by the applicant",
+                        "--operator", "li.na", config=config)
+        assert discarded.returncode == 0, discarded.stderr
+
+        [retry_event] = events(hub.hub.engine, "RETRIED", ROUTE)
+        assert detail(retry_event)["by"] == "zhang.wei" and detail(retry_event)["reason"] == "fgw system back"
+        [discard_event] = events(hub.hub.engine, "DISCARDED", ROUTE)
+        assert discard_event.message_id == kept_id and detail(discard_event)["by"] == "li.na"
+        # A second retry of the same letter finds nothing dead: nothing is sent twice.
+        again = cli("dlq", "retry", ROUTE, "--all", config=config)
+        assert "0 dead letter(s)" in again.stdout
+        hub.hub.service("routes").scheduler.mirror_dead_letters()
+        assert _dead_queue_ids(backend.broker_url, ROUTE) == []
+        hub.hub.relay.drain()
+        assert department.counts() == {dead_id: 1}
+        assert not hub.hub.service("routes").store.dead_letters(ROUTE)
+    finally:
+        hub.close()
+
+
+def test_a_failing_transform_is_dead_lettered_at_once(backend, tmp_path):
+    routes_dir = tmp_path / "routes"
+    (routes_dir / "xslt").mkdir(parents=True)
+    (routes_dir / "xslt" / "halt.xsl").write_text(
+        '<xsl:stylesheet version="1.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform">'
+        '<xsl:template match="/"><xsl:message terminate="yes">no mapping for this case type</xsl:message>'
+        '</xsl:template></xsl:stylesheet>', encoding="utf-8")
+    route_file(routes_dir, "id: halting\nfrom: {types: [CaseAccepted]}\ntransform: {xslt: xslt/halt.xsl}\n"
+                           "to: [ferry]\nretry: {attempts: 5}\n")
+    config = write_config(tmp_path, backend, routes_dir=routes_dir,
+                          destinations={"ferry": {"type": "filedrop", "dir": str(tmp_path / "out")}})
+    hub = RunningHub(settings_from(config))
+    try:
+        message_id, data = construction_case()
+        assert hub.hub.accept(data, system=ZJJ_SYSTEM).ok
+        [dead] = wait_for(lambda: events(hub.hub.engine, "DEAD_LETTERED", "halting"))
+        assert dead.code == "TRANSFORM_FAILED" and detail(dead)["attempts"] == 1
+        assert "no mapping for this case type" in detail(dead)["error"]
+        assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+        assert [d.message_id for d in hub.hub.service("routes").store.dead_letters("halting")] == [message_id]
+    finally:
+        hub.close()
+
+
+def test_filedrop_writes_whole_files_with_a_sha256_sidecar_once_per_message(backend, tmp_path):
+    import hashlib
+
+    routes_dir = tmp_path / "routes"
+    route_file(routes_dir, "id: to-ferry\nfrom: {types: [CaseAccepted], regions: ['3203']}\nto: [ferry]\n")
+    outbox = tmp_path / "outbox"
+    config = write_config(tmp_path, backend, routes_dir=routes_dir,
+                          destinations={"ferry": {"type": "filedrop", "dir": str(outbox)}})
+    hub = RunningHub(settings_from(config))
+    try:
+        message_id, data = construction_case()
+        assert hub.hub.accept(data, system=ZJJ_SYSTEM).ok
+        wait_for(lambda: events(hub.hub.engine, "DELIVERED", "to-ferry"))
+        hub.hub.relay.drain()
+        files = sorted(p.name for p in outbox.iterdir())
+        assert files == [f"CaseAccepted-{message_id}.xml", f"CaseAccepted-{message_id}.xml.sha256"]
+        body = (outbox / files[0]).read_bytes()
+        assert body == data or b"<hx:MessageId>" + message_id.encode() in body
+        assert (outbox / files[1]).read_text() == f"{hashlib.sha256(body).hexdigest()}  {files[0]}\n"
+        assert len(events(hub.hub.engine, "DELIVERED", "to-ferry")) == 1
+    finally:
+        hub.close()
