@@ -226,3 +226,71 @@ def test_filedrop_writes_whole_files_with_a_sha256_sidecar_once_per_message(back
         assert len(events(hub.hub.engine, "DELIVERED", "to-ferry")) == 1
     finally:
         hub.close()
+
+
+def test_results_go_up_to_the_city_hub_which_keeps_the_original_source(backend, tmp_path, department):
+    """The demo route county-results-to-city: the hub destination pushes to another hub's
+    /ws/exchange, signed in as this hub, which the city hub registered with FORWARD."""
+    from tests.helpers.messages import case_results
+    from tests.helpers.routing import HUB_SECRET, SCJG_SYSTEM
+
+    # The city keeps its own log; its relay is off, so nothing it holds reaches the county's
+    # route queues on the shared broker.
+    if backend.name == "services":
+        city_db = backend.database_url + "_city"
+        _create_database(city_db)
+    else:
+        city_db = f"sqlite:///{tmp_path / 'city.db'}"
+    city_config = write_config(tmp_path / "city", backend, routes_dir="", destinations={}, database_url=city_db,
+                               relay={"enabled": False}, soap={"registry_cache_seconds": 0})
+    city = RunningHub(settings_from(city_config))
+    city.hub.systems.add("320382.dsjj.hub", name="邳州市交换平台 (sample)", secret=HUB_SECRET,
+                         grants=["CaseResult", "FORWARD"])
+    config = write_config(tmp_path, backend, routes_dir=DEMO_ROUTES, destinations={
+        "fgw-tzxm": fgw(department),
+        "city-hub": {"type": "hub", "url": city.url, "username": "320382.dsjj.hub", "secret": HUB_SECRET},
+        "archive-ferry": {"type": "filedrop", "dir": str(tmp_path / "archive")}})
+    county = RunningHub(settings_from(config))
+    try:
+        [(message_id, data)] = case_results(1)
+        assert zeep_push(county, data, system=SCJG_SYSTEM).status == "ACCEPTED"
+        delivered = wait_for(lambda: len(events(county.hub.engine, "DELIVERED", "county-results-to-city")) == 2
+                             and events(county.hub.engine, "DELIVERED", "county-results-to-city"))
+        by_destination = {detail(e)["destination"]: detail(e) for e in delivered}
+        assert by_destination["city-hub"]["reply"]["status"] == "ACCEPTED"
+        assert by_destination["archive-ferry"]["file"] == f"CaseResult-{message_id}.xml"
+        assert city.hub.log.find_receipt(SCJG_SYSTEM, message_id).receipt_id == \
+            by_destination["city-hub"]["reply"]["receiptId"]
+
+        # Without FORWARD the city refuses (SOURCE_MISMATCH): that will not change on a retry.
+        city.hub.systems.grant("320382.dsjj.hub", ["CaseResult"])
+        [(refused_id, refused)] = case_results(1)
+        assert zeep_push(county, refused, system=SCJG_SYSTEM).status == "ACCEPTED"
+        [dead] = wait_for(lambda: events(county.hub.engine, "DEAD_LETTERED", "county-results-to-city"))
+        assert dead.message_id == refused_id and "SOURCE_MISMATCH" in detail(dead)["error"]
+        assert detail(dead)["attempts"] == 1
+    finally:
+        county.close()
+        city.close()
+        if backend.name == "services":
+            _drop_database(backend.database_url + "_city")
+
+
+def _create_database(url: str) -> None:
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+    parsed = make_url(url)
+    admin = create_engine(parsed.set(drivername="postgresql+psycopg", database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{parsed.database}"'))
+    admin.dispose()
+
+
+def _drop_database(url: str) -> None:
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+    parsed = make_url(url)
+    admin = create_engine(parsed.set(drivername="postgresql+psycopg", database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{parsed.database}" WITH (FORCE)'))
+    admin.dispose()

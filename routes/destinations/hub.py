@@ -35,6 +35,10 @@ class HubDestination(SoapDestination):
         receipt = {"receiptId": result.receiptId, "messageId": result.messageId, "status": result.status}
         if result.status in ("ACCEPTED", "DUPLICATE"):
             return {"reply": receipt}
-        errors = [f"{e.code} at {e.path}" for e in (result.errors.error if result.errors else [])]
+        from zeep.helpers import serialize_object
+
+        listed = serialize_object(result, dict).get("errors") or {}
+        items = next(iter(listed.values()), None) if isinstance(listed, dict) else listed
+        errors = [f"{e['code']} at {e['path']}: {e['text']}" for e in items or []]
         return DeliveryError(f"the hub refused the message: {'; '.join(errors) or result.status}",
                              code="DESTINATION_FAULT", permanent=True)

@@ -33,6 +33,7 @@ def write_config(tmp_path: Path, backend, *, routes_dir, destinations: dict, nam
                            "grants": ["CaseAccepted", "CaseResult"]}]}
     for key, value in extra.items():
         config[key] = {**config.get(key, {}), **value} if isinstance(value, dict) else value
+    tmp_path.mkdir(parents=True, exist_ok=True)
     path = tmp_path / name
     path.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
     return path
