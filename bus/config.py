@@ -85,8 +85,8 @@ class RoutesSettings(Section):
     # This process consumes the route queues (serve, the WSGI app); `huitong worker` always does.
     run: bool = True
     threads: int = Field(1, ge=1, le=64)  # worker threads, each with its own broker connection
-    prefetch: int = Field(200, ge=1, le=10_000)
-    batch_size: int = Field(100, ge=1, le=5_000)
+    prefetch: int = Field(400, ge=1, le=10_000)
+    batch_size: int = Field(200, ge=1, le=5_000)
     batch_wait: float = Field(0.05, gt=0, le=10)
     retry_poll_interval: float = Field(0.5, gt=0, le=60)
     # A retry handed to the route queue is handed again if not settled within this time.
