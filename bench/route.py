@@ -86,6 +86,8 @@ def bench_route(messages: int = 10000, latency_seconds: float = 5.0) -> dict:
                 result["latency_p99_ms"] = round(_pct(latencies, 99) * 1000, 1)
         finally:
             hub.stop()
+            from tests.helpers.soap import delete_route_queues
+            delete_route_queues(hub)
     return result
 
 

@@ -91,6 +91,9 @@ class RoutesSettings(Section):
     retry_poll_interval: float = Field(0.5, gt=0, le=60)
     # A retry handed to the route queue is handed again if not settled within this time.
     retry_lease_seconds: float = Field(120.0, ge=1)
+    # A message published this long ago that a route never recorded is sent to it again (the
+    # broker lost it); longer than the deepest backlog a route queue is expected to hold.
+    redrive_after_seconds: float = Field(60.0, ge=1)
 
 
 class LoggingSettings(Section):

@@ -7,12 +7,12 @@ import datetime as dt
 import json
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, and_, func, or_, select, update
+from sqlalchemy import Engine, and_, exists, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from bus.exchange_log import utcnow
 from bus.log_writers import writer_for
-from bus.models import Message, MessageBody, RouteDelivery
+from bus.models import HubState, Message, MessageBody, RouteDelivery
 
 DELIVERED, RETRY, RETRYING, DEAD, DISCARDED = "DELIVERED", "RETRY", "RETRYING", "DEAD", "DISCARDED"
 SETTLED = (DELIVERED, DISCARDED)
@@ -141,6 +141,54 @@ class DeliveryStore:
             return dict(conn.execute(select(Message.seq, MessageBody.content)
                                      .join(MessageBody, MessageBody.digest == Message.digest)
                                      .where(Message.seq.in_(seqs))).all())
+
+    def start_sweep_marks(self, routes: list[str]) -> None:
+        """A route takes the messages published from when it first exists; older ones are
+        not re-driven to it."""
+        if not routes:
+            return
+        with self.engine.begin() as conn:
+            top = str(conn.scalar(select(func.max(Message.seq))) or 0)
+            for route in routes:
+                conn.execute(self._insert(HubState).values(key=f"route_swept:{route}", value=top)
+                             .on_conflict_do_nothing())
+
+    def unrouted(self, route: str, types: tuple[str, ...], *, older_than: float, limit: int) -> list[Due]:
+        """Messages published more than `older_than` seconds ago that the route never recorded
+        (the broker lost them, e.g. a queue that was not up when they were routed), past the
+        route's sweep mark, which then moves on. The mark lives in hub_state; a new route
+        starts at the present. On PostgreSQL one process sweeps a route at a time."""
+        key = f"route_swept:{route}"
+        cutoff = utcnow() - dt.timedelta(seconds=older_than)
+        with self.engine.begin() as conn:
+            if self.engine.dialect.name == "postgresql" and not conn.scalar(
+                    text("SELECT pg_try_advisory_xact_lock(hashtext(:key))"), {"key": key}):
+                return []
+            mark = conn.scalar(select(HubState.value).where(HubState.key == key))
+            if mark is None:
+                top = conn.scalar(select(func.max(Message.seq))) or 0
+                conn.execute(self._insert(HubState).values(key=key, value=str(top)).on_conflict_do_nothing())
+                return []
+            # Only a prefix of published, old-enough messages: one published later (or not
+            # yet) stops the sweep there, so nothing is passed over.
+            window = []
+            for seq, published_at in conn.execute(select(Message.seq, Message.published_at)
+                                                  .where(Message.seq > int(mark)).order_by(Message.seq).limit(limit)):
+                if published_at is None or published_at >= cutoff:
+                    break
+                window.append(seq)
+            if not window:
+                return []
+            recorded = exists().where(RouteDelivery.message_seq == Message.seq, RouteDelivery.route == route)
+            query = (select(Message.seq, Message.message_id, Message.source, Message.type, Message.correlation_id,
+                            MessageBody.content).join(MessageBody, MessageBody.digest == Message.digest)
+                     .where(Message.seq.between(window[0], window[-1]), ~recorded))
+            if types:
+                query = query.where(Message.type.in_(types))
+            missing = [Due(r.seq, route, (), 0, r.message_id, r.source, r.type, r.correlation_id, r.content)
+                       for r in conn.execute(query)]
+            conn.execute(update(HubState).where(HubState.key == key).values(value=str(window[-1])))
+        return missing
 
     def release_leases(self) -> int:
         """After a restart on the in-memory broker: handed-out retries died with the old

@@ -19,12 +19,17 @@ log = get_logger("huitong.retry_scheduler")
 
 
 class RetryScheduler:
-    def __init__(self, store: DeliveryStore, publisher: Publisher, route_ids: set[str], *, broker_url: str,
+    def __init__(self, store: DeliveryStore, publisher: Publisher, routes: list, *, broker_url: str,
                  quorum: bool, poll_interval: float = 0.5, lease_seconds: float = 120.0,
-                 mirror_interval: float = 10.0, batch: int = 500):
+                 mirror_interval: float = 10.0, batch: int = 500, sweep_after: float = 60.0,
+                 sweep_interval: float = 5.0):
         self.store = store
         self.publisher = publisher
-        self.route_ids = route_ids
+        self.routes = routes
+        self.route_ids = {r.id for r in routes}
+        self.sweep_after = sweep_after
+        self.sweep_interval = sweep_interval
+        self._swept_at = 0.0
         self.broker_url = broker_url
         self.quorum = quorum
         self.poll_interval = poll_interval
@@ -46,9 +51,34 @@ class RetryScheduler:
                             "x-huitong-type": d.type, RETRY_HEADER: ",".join(d.destinations),
                             "x-huitong-attempt": d.attempts + 1}}) for d in due])
             log.info("retry.published", count=len(due))
+        if time.monotonic() - self._swept_at >= self.sweep_interval:
+            self.sweep()
         if time.monotonic() - self._mirrored_at >= self.mirror_interval:
             self.mirror_dead_letters()
         return len(due)
+
+    def sweep(self) -> int:
+        """Re-drive what was published but never reached a route (the log is the truth, the
+        broker only transport). A message the route then finds it has settled, or that does
+        not match, costs one look."""
+        self._swept_at = time.monotonic()
+        total = 0
+        for route in self.routes:
+            while True:
+                missing = [d for d in self.store.unrouted(route.id, route.from_.types, older_than=self.sweep_after,
+                                                          limit=self.batch)
+                           if route.from_.matches(d.type, d.source)]
+                if missing:
+                    self.publisher.publish_raw([(route_queue_name(route.id), d.body, {
+                        "message_id": d.message_id, "correlation_id": d.correlation_id,
+                        "headers": {"x-huitong-seq": d.message_seq, "x-huitong-source": d.source,
+                                    "x-huitong-type": d.type}}) for d in missing])
+                    log.warning("route.redriven", route=route.id, count=len(missing),
+                                reason="published but never recorded by the route")
+                    total += len(missing)
+                if len(missing) < self.batch:
+                    break
+        return total
 
     def mirror_dead_letters(self) -> None:
         """Make each dead-letter queue hold exactly the route's dead letters: copies of letters

@@ -31,6 +31,7 @@ class RouteRuntime:
         self.routes = load_routes(settings.routes.dir or None, settings.destinations, self.context,
                                   parser=self.parser)
         self.store = DeliveryStore(hub.engine)
+        self.store.start_sweep_marks([r.id for r in self.routes.enabled()])
         self.queues = route_topology(self.routes.bindings(), quorum=self.quorum)
         self.workers: list[Worker] = []
         self.scheduler: RetryScheduler | None = None
@@ -55,10 +56,11 @@ class RouteRuntime:
             self.workers.append(Worker(connect(self.settings.broker_url), consumed, router.handle,
                                        prefetch=options.prefetch, batch_size=options.batch_size,
                                        batch_wait=options.batch_wait).start())
-        self.scheduler = RetryScheduler(self.store, self._publisher(), {r.id for r in routes},
+        self.scheduler = RetryScheduler(self.store, self._publisher(), routes,
                                         broker_url=self.settings.broker_url, quorum=self.quorum,
                                         poll_interval=options.retry_poll_interval,
-                                        lease_seconds=options.retry_lease_seconds).start()
+                                        lease_seconds=options.retry_lease_seconds,
+                                        sweep_after=options.redrive_after_seconds).start()
         log.info("routes.started", routes=[r.id for r in routes], threads=options.threads)
 
     def stop(self) -> None:

@@ -294,3 +294,75 @@ def _drop_database(url: str) -> None:
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{parsed.database}" WITH (FORCE)'))
     admin.dispose()
+
+
+def test_a_named_python_mapper_transforms_for_one_destination(backend, tmp_path):
+    """An adapter registers a mapper by name; a route uses it for one destination only."""
+    from lxml import etree
+
+    from routes.transforms import register_mapper
+
+    def case_summary(root):
+        ns = {"hx": "urn:huitong:envelope:1", "c": "urn:huitong:case:1"}
+        summary = etree.Element("Summary")
+        summary.set("case", root.findtext(".//c:CaseNumber", namespaces=ns))
+        summary.set("project", root.findtext(".//c:ProjectCode", namespaces=ns))
+        return summary
+
+    register_mapper("test-case-summary", case_summary)
+    routes_dir = tmp_path / "routes"
+    route_file(routes_dir, "id: summaries\nfrom: {types: [CaseAccepted]}\n"
+                           "to:\n  - {destination: summary, transform: {mapper: test-case-summary}}\n  - whole\n")
+    config = write_config(tmp_path, backend, routes_dir=routes_dir, destinations={
+        "summary": {"type": "filedrop", "dir": str(tmp_path / "summary")},
+        "whole": {"type": "filedrop", "dir": str(tmp_path / "whole")}})
+    hub = RunningHub(settings_from(config))
+    try:
+        message_id, data = construction_case()
+        assert hub.hub.accept(data, system=ZJJ_SYSTEM).ok
+        wait_for(lambda: len(events(hub.hub.engine, "DELIVERED", "summaries")) == 2)
+        summary = (tmp_path / "summary" / f"CaseAccepted-{message_id}.xml").read_bytes()
+        assert b'<Summary case="320382-SCJG-20261120-0001" project="2026-320382-47-03-004512"/>' in summary
+        assert (tmp_path / "whole" / f"CaseAccepted-{message_id}.xml").read_bytes() == data
+    finally:
+        hub.close()
+
+
+def test_messages_the_broker_lost_are_redriven_from_the_log(backend, tmp_path):
+    """The log is the truth: what was published but never reached the route (here: purged
+    from its queue) is sent to the route again after routes.redrive_after_seconds."""
+    from bus.broker import connect
+    from bus.hub import Hub
+    from bus.topology import route_queue
+    from tests.helpers.messages import case_results
+    from tests.helpers.routing import SCJG_SYSTEM
+
+    routes_dir = tmp_path / "routes"
+    route_file(routes_dir, "id: lossy\nfrom: {types: [CaseResult]}\nto: [ferry]\n")
+    destinations = {"ferry": {"type": "filedrop", "dir": str(tmp_path / "out"), "fsync": False}}
+    publishing = write_config(tmp_path, backend, routes_dir=routes_dir, destinations=destinations,
+                              routes={"run": False}, name="a.yaml")
+    routing = write_config(tmp_path, backend, routes_dir=routes_dir, destinations=destinations,
+                           routes={"redrive_after_seconds": 1}, name="b.yaml")
+    hub = Hub(settings_from(publishing)).start()
+    ids = []
+    try:
+        for message_id, data in case_results(20):
+            assert hub.accept(data, system=SCJG_SYSTEM).ok
+            ids.append(message_id)
+        hub.relay.drain()
+        conn = connect(backend.broker_url)
+        queue = route_queue("lossy", ["CaseResult.#"], quorum=backend.name == "services")(conn.channel())
+        assert queue.purge() == 20  # the broker "loses" them all
+        conn.release()
+    finally:
+        hub.stop()
+    hub = Hub(settings_from(routing)).start()
+    try:
+        delivered = wait_for(lambda: len(events(hub.engine, "DELIVERED", "lossy")) == 20
+                             and events(hub.engine, "DELIVERED", "lossy"), timeout=30)
+        assert sorted(e.message_id for e in delivered) == sorted(ids)
+    finally:
+        hub.stop()
+        from tests.helpers.soap import delete_route_queues
+        delete_route_queues(hub)

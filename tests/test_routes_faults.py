@@ -17,6 +17,7 @@ from bus.hub import Hub
 from bus.models import Event
 from tests.conftest import AMQP_URL, ROOT, Backend
 from tests.helpers.messages import case_results
+from tests.helpers.soap import delete_route_queues
 from tests.helpers.routing import SCJG_SYSTEM, route_file, settings_from, wait_for, write_config
 
 pytestmark = pytest.mark.services
@@ -33,7 +34,8 @@ def setup(tmp_path, backend, *, run_routes: bool):
     route_file(routes_dir, "id: fault-run\nfrom: {types: [CaseResult]}\nto: [ferry]\n"
                            "retry: {attempts: 20, first_delay: 0.5, max_delay: 2}\n")
     outbox = tmp_path / "outbox"
-    config = write_config(tmp_path, backend, routes_dir=routes_dir, routes={"run": run_routes},
+    config = write_config(tmp_path, backend, routes_dir=routes_dir,
+                          routes={"run": run_routes, "redrive_after_seconds": 3},
                           destinations={"ferry": {"type": "filedrop", "dir": str(outbox), "fsync": False}})
     return config, outbox
 
@@ -85,6 +87,7 @@ def test_restarting_rabbitmq_mid_run_loses_nothing_and_delivers_nothing_twice(se
             rabbitmqctl("start_app")  # never leave the broker down for the next test
         finally:
             hub.stop()
+            delete_route_queues(hub)
 
 
 def start_worker(config) -> subprocess.Popen:
@@ -110,3 +113,4 @@ def test_killing_a_route_worker_mid_run_loses_nothing_and_delivers_nothing_twice
         worker.kill()
         worker.wait(timeout=30)
         hub.stop()
+        delete_route_queues(hub)

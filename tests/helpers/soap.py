@@ -56,6 +56,23 @@ class RunningHub:
         self._closing = True
         self.server.close()
         self.hub.stop()
+        delete_route_queues(self.hub)
+
+
+def delete_route_queues(hub: Hub) -> None:
+    """Durable route queues outlive a test on RabbitMQ and would keep collecting copies of
+    every later test's messages; they go with the test that declared them."""
+    if hub.settings.embedded_broker:
+        return
+    from bus.broker import connect
+    conn = connect(hub.settings.broker_url)
+    try:
+        channel = conn.channel()
+        for service in hub.services:
+            for queue in service.queues:
+                queue(channel).delete()
+    finally:
+        conn.release()
 
 
 def password_digest(nonce: bytes, created: str, secret: str) -> str:
