@@ -35,7 +35,7 @@ def bench_route(messages: int = 10000, latency_seconds: float = 5.0) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="huitong-route-bench-"))
     (tmp / "routes").mkdir()
     (tmp / "routes" / "route.yaml").write_text(f"id: {ROUTE}\nfrom: {{types: [CaseResult]}}\nto: [ferry]\n")
-    result = {"backend": "PostgreSQL + RabbitMQ", "messages": messages, "destination": "filedrop (fsync)",
+    result = {"backend": "PostgreSQL + RabbitMQ", "messages": messages, "destination": "filedrop (fsync)" if _fsync() else "filedrop (no fsync)",
               "layout": "hub process (accept + relay) + one `huitong worker` process"}
 
     def config(label: str, db: str, routes: bool) -> Path:
@@ -43,7 +43,7 @@ def bench_route(messages: int = 10000, latency_seconds: float = 5.0) -> dict:
         path.write_text(yaml.safe_dump({
             "database_url": db, "broker_url": amqp, "state_dir": str(tmp / "var"),
             "routes": {"dir": str(tmp / "routes") if routes else "", "run": False},
-            "destinations": {"ferry": {"type": "filedrop", "dir": str(tmp / f"outbox-{label}"), "fsync": os.environ.get("NOFSYNC") is None}},
+            "destinations": {"ferry": {"type": "filedrop", "dir": str(tmp / f"outbox-{label}"), "fsync": _fsync()}},
             "logging": {"level": "WARNING", "format": "json"}}))
         return path
 
@@ -68,7 +68,9 @@ def bench_route(messages: int = 10000, latency_seconds: float = 5.0) -> dict:
         hub = Hub(_settings(path)).start()
         _purge_route_queue(hub)
         try:
-            with _worker(path, int(os.environ.get("HUITONG_BENCH_ROUTE_WORKERS", "1"))):
+            processes = int(os.environ.get("HUITONG_BENCH_ROUTE_WORKERS", "1"))
+            result["worker_processes"] = processes
+            with _worker(path, processes):
                 _wait_consuming(hub)
                 start = time.perf_counter()
                 _accept_batched(hub, case_results(messages))
@@ -196,3 +198,8 @@ def _worker(config: Path, processes: int = 1):
             proc.terminate()
         for proc in procs:
             proc.wait(timeout=60)
+
+
+def _fsync() -> bool:
+    """HUITONG_BENCH_ROUTE_FSYNC=0 measures the outbox without flushing to disk."""
+    return os.environ.get("HUITONG_BENCH_ROUTE_FSYNC", "1") != "0"

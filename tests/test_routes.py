@@ -12,7 +12,6 @@ import pytest
 from kombu import Connection
 
 from bus.topology import dead_queue_name
-from routes.deliveries import DEAD
 from tests.conftest import ROOT
 from tests.helpers.department import Department
 from tests.helpers.routing import (DEMO_ROUTES, SECRET, ZJJ_SYSTEM, construction_case, detail, events,
