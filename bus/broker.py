@@ -21,6 +21,15 @@ def connect(url: str) -> Connection:
                       connect_timeout=10)
 
 
+def logged_message(routing_key: str, body: bytes, *, seq: int, message_id: str, source: str, type: str,
+                   correlation_id: str | None = None, headers: dict | None = None) -> tuple:
+    """A publish_raw entry for a message of the exchange log: its seq, source and type travel
+    in the headers, so consumers decide most things without parsing the body."""
+    return (routing_key, body, {"message_id": message_id, "correlation_id": correlation_id,
+                                "headers": {"x-huitong-seq": seq, "x-huitong-source": source,
+                                            "x-huitong-type": type, **(headers or {})}})
+
+
 class Publisher:
     """Publishes batches of (routing key, body, properties) and returns only when the broker
     has taken responsibility for every one of them; raises BrokerUnavailable otherwise."""
@@ -63,11 +72,9 @@ class Publisher:
 
     def publish_batch(self, messages) -> None:
         """Logged messages (Pending) onto the message exchange."""
-        self.publish_raw([
-            (m.routing_key, m.body, {"message_id": m.message_id, "correlation_id": m.correlation_id,
-                                     "headers": {"x-huitong-source": m.source, "x-huitong-type": m.type,
-                                                 "x-huitong-seq": m.seq}})
-            for m in messages], exchange=MESSAGES)
+        self.publish_raw([logged_message(m.routing_key, m.body, seq=m.seq, message_id=m.message_id,
+                                         source=m.source, type=m.type, correlation_id=m.correlation_id)
+                          for m in messages], exchange=MESSAGES)
 
     def publish_raw(self, entries, *, exchange=DIRECT) -> None:
         """(routing key, body, properties) entries, by default straight to the queue the routing

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from bus.cli_common import _hub, _settings, config_option
+from bus.cli_common import _hub, _settings, config_option, run_until_stopped
 from bus.errors import HuitongError, RejectedMessage
 from bus.masking import mask_text
 
@@ -63,15 +63,8 @@ def relay(config_path):
     settings = _settings(config_path)
     hub = _hub(settings)
     hub.relay.scan_grace = 0.0
-    hub.start(relay=True)
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        hub.stop()
+    hub.start(relay=True, routes=False)
+    run_until_stopped(hub)
 
 
 @main.command()

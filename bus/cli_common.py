@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import click
 
+import signal
+import time
+
 from bus.config import Settings, load_settings
 from bus.errors import HuitongError
 from bus.logs import configure_logging
@@ -26,3 +29,15 @@ def _hub(settings: Settings):
         return Hub(settings)
     except HuitongError as exc:
         raise click.ClickException(f"{exc.code}: {exc}") from None
+
+
+def run_until_stopped(hub) -> None:
+    """Keep a started hub running until Ctrl-C or SIGTERM, then stop it gracefully."""
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        hub.stop()

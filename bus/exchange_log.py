@@ -188,7 +188,7 @@ class ExchangeLog:
         with self.engine.begin() as conn:
             for entry in self._record_nonces(conn, batch, now):
                 results[id(entry)] = NonceReplayed("this nonce was used before: a replayed request")
-                events.append(_event("REJECTED", now, source=entry.nonce[0], code=NonceReplayed.code,
+                events.append(event_row("REJECTED", now, source=entry.nonce[0], code=NonceReplayed.code,
                                      message_id=_message_id(entry), detail={"receipt_id": receipt_ids[id(entry)]}))
             published = [p for e in batch if isinstance(e, _Published) for p in e.pending]
             if published:
@@ -318,7 +318,7 @@ class ExchangeLog:
         now = now or utcnow()
         self._writer.mark_published(conn, [p.seq for p in pending], now)
         self._writer.append_events(conn, [
-            _event("PUBLISHED", now, message_seq=p.seq, message_id=p.message_id, source=p.source)
+            event_row("PUBLISHED", now, message_seq=p.seq, message_id=p.message_id, source=p.source)
             for p in pending])
 
     def unpublished_count(self) -> int:
@@ -410,7 +410,7 @@ def _message_id(entry) -> str | None:
 def _rejected(entry: _Rejection, receipt_id: str, now: dt.datetime):
     rejection = entry.rejection
     receipt = Receipt(receipt_id, rejection.message_id, REJECTED, None, rejection.errors)
-    event = _event("REJECTED", now, message_id=rejection.message_id, source=entry.source,
+    event = event_row("REJECTED", now, message_id=rejection.message_id, source=entry.source,
                    code=rejection.code, digest=entry.digest, detail={
                        "receipt_id": receipt_id,
                        "errors": [{"path": e.path, "code": e.code, "text": e.text} for e in rejection.errors]})
@@ -420,24 +420,25 @@ def _rejected(entry: _Rejection, receipt_id: str, now: dt.datetime):
 def _outcome(env: Envelope, row, receipt_id: str, now, resent: set):
     if row.receipt_id == receipt_id:
         return (Receipt(receipt_id, env.message_id, ACCEPTED, now),
-                _event("RECEIVED", now, message_seq=row.seq, message_id=env.message_id,
+                event_row("RECEIVED", now, message_seq=row.seq, message_id=env.message_id,
                        source=env.source, digest=env.digest, detail={"receipt_id": receipt_id}))
     if row.digest == env.digest or env.digest in resent:
         # The sender retried: same answer as the first time, and nothing new to route.
         return (Receipt(row.receipt_id, env.message_id, DUPLICATE, row.received_at),
-                _event("DUPLICATE", now, message_seq=row.seq, message_id=env.message_id,
+                event_row("DUPLICATE", now, message_seq=row.seq, message_id=env.message_id,
                        source=env.source, code="DUPLICATE", digest=env.digest,
                        detail={"receipt_id": row.receipt_id}))
     error = FieldError("/Envelope/Header/MessageId", "MESSAGE_ID_REUSED",
                        f"message id {env.message_id} was accepted earlier with different content")
     return (Receipt(receipt_id, env.message_id, REJECTED, None, (error,)),
-            _event("REJECTED", now, message_id=env.message_id, source=env.source, code=error.code,
+            event_row("REJECTED", now, message_id=env.message_id, source=env.source, code=error.code,
                    digest=env.digest, detail={"receipt_id": receipt_id, "errors": [
                        {"path": error.path, "code": error.code, "text": error.text}]}))
 
 
-def _event(kind: str, at: dt.datetime, *, message_seq=None, message_id=None, source=None,
-           route=None, code=None, digest=None, detail=None) -> dict:
+def event_row(kind: str, at: dt.datetime, *, message_seq=None, message_id=None, source=None,
+              route=None, code=None, digest=None, detail=None) -> dict:
+    """One row of the events table (the exchange log's and the routes' alike)."""
     return {"kind": kind, "at": at, "message_seq": message_seq, "message_id": message_id,
             "source": source, "route": route, "code": code, "digest": digest,
-            "detail": json.dumps(detail, ensure_ascii=False) if detail is not None else None}
+            "detail": json.dumps(detail, ensure_ascii=False, default=str) if detail is not None else None}

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import getpass
 import json
-import signal
 import sys
-import time
 from pathlib import Path
 
 import click
 
-from bus.cli_common import _hub, _settings, config_option
+from bus.cli_common import _hub, _settings, config_option, run_until_stopped
 from bus.errors import HuitongError, RejectedMessage, RoutesInvalid
 from bus.logs import get_logger
 from bus.masking import mask_text
@@ -279,12 +277,5 @@ def worker(config_path):
     if not hub.service("routes").routes.enabled():
         raise click.ClickException("no enabled routes (routes.dir)")
     hub.start(relay=False, routes=True)
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     click.echo(f"route worker running: {', '.join(r.id for r in hub.service('routes').routes.enabled())}", err=True)
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        hub.stop()
+    run_until_stopped(hub)

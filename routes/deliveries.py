@@ -4,13 +4,12 @@ before the batch is acked; operators' dead-letter actions go through here too.""
 from __future__ import annotations
 
 import datetime as dt
-import json
 from dataclasses import dataclass
 
 from sqlalchemy import Engine, and_, exists, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from bus.exchange_log import utcnow
+from bus.exchange_log import event_row, utcnow
 from bus.log_writers import writer_for
 from bus.models import HubState, Message, MessageBody, RouteDelivery
 
@@ -52,13 +51,6 @@ class Due:
     type: str
     correlation_id: str | None
     body: bytes
-
-
-def event(kind: str, at: dt.datetime, *, seq: int | None, message_id: str | None, route: str,
-          source: str | None = None, code: str | None = None, detail: dict | None = None) -> dict:
-    return {"kind": kind, "at": at, "message_seq": seq, "message_id": message_id, "source": source,
-            "route": route, "code": code, "digest": None,
-            "detail": json.dumps(detail, ensure_ascii=False, default=str) if detail is not None else None}
 
 
 class DeliveryStore:
@@ -247,7 +239,7 @@ class DeliveryStore:
                 .returning(RouteDelivery.id)).scalars().all()
             done = set(changed)
             self._writer.append_events(conn, [
-                event(action, now, seq=d.message_seq, message_id=d.message_id, route=route, source=d.source,
+                event_row(action, now, message_seq=d.message_seq, message_id=d.message_id, route=route, source=d.source,
                       code=None, detail={"destination": d.destination, "by": by, "reason": reason,
                                          "dead_letter": d.id})
                 for d in letters if d.id in done])

@@ -22,7 +22,7 @@ from schemas.hardened import HardenedParser
 
 SCHEMA_FILE = Path(__file__).with_name("route-1.schema.json")
 ROUTE_SCHEMA = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
-_PROBE = etree.fromstring(b"<probe/>")  # evaluating once finds undeclared prefixes and functions
+_PROBE = etree.Element("probe")  # evaluating once finds undeclared prefixes and functions
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +111,7 @@ def _build_destinations(config: dict[str, dict], context: DestinationContext,
         errors = sorted(jsonschema.Draft202012Validator(plugin.options_schema).iter_errors(options),
                         key=lambda e: list(e.absolute_path))
         for error in errors:
-            problems.append(RouteProblem(where, None, _schema_text(error, plugin.options_schema)))
+            problems.append(RouteProblem(where, None, _schema_text(error)))
         if not errors:
             built[name] = plugin(name, options, context)
     return built
@@ -152,7 +152,7 @@ def _compile(path: Path, data: dict, node, destinations: dict, route_ids: set, p
                                              f"unknown key {key!r}" + _at(where) +
                                              (f"; did you mean {guess[0]}?" if guess else f"; known: {', '.join(known)}")))
             continue
-        problems.append(RouteProblem(file, _line(node, where), _schema_text(error, ROUTE_SCHEMA)))
+        problems.append(RouteProblem(file, _line(node, where), _schema_text(error)))
     if errors:
         try:  # report what else is wrong where the shape allows, so one round of fixes is enough
             _compile_checked(path, data, node, destinations, route_ids, parser, problems)
@@ -277,7 +277,7 @@ def _extra_keys(error) -> list[str]:
     return [k for k in error.instance if k not in allowed] if isinstance(error.instance, dict) else []
 
 
-def _schema_text(error, schema) -> str:
+def _schema_text(error) -> str:
     where = "/".join(map(str, error.absolute_path)) or "(top)"
     if error.validator in ("oneOf", "anyOf") and error.context:
         best = jsonschema.exceptions.best_match(error.context)

@@ -9,11 +9,11 @@ from __future__ import annotations
 import threading
 import time
 
-from bus.broker import Publisher, connect
+from bus.broker import Publisher, connect, logged_message
 from bus.logs import get_logger
 from bus.topology import dead_queue, route_queue_name
 from routes.deliveries import DeliveryStore
-from routes.router import RETRY_HEADER
+from routes.router import RETRY_HEADER, dead_letter
 
 log = get_logger("huitong.retry_scheduler")
 
@@ -45,11 +45,8 @@ class RetryScheduler:
         """Publish the retries that are due; returns how many messages went out."""
         due = self.store.claim_due(self.batch, self.lease_seconds, self.route_ids)
         if due:
-            self.publisher.publish_raw([(route_queue_name(d.route), d.body, {
-                "message_id": d.message_id, "correlation_id": d.correlation_id,
-                "headers": {"x-huitong-seq": d.message_seq, "x-huitong-source": d.source,
-                            "x-huitong-type": d.type, RETRY_HEADER: ",".join(d.destinations),
-                            "x-huitong-attempt": d.attempts + 1}}) for d in due])
+            self.publisher.publish_raw([_to_route(d, headers={RETRY_HEADER: ",".join(d.destinations),
+                                                              "x-huitong-attempt": d.attempts + 1}) for d in due])
             log.info("retry.published", count=len(due))
         if time.monotonic() - self._swept_at >= self.sweep_interval:
             self.sweep()
@@ -69,10 +66,7 @@ class RetryScheduler:
                                                           limit=self.batch)
                            if route.from_.matches(d.type, d.source)]
                 if missing:
-                    self.publisher.publish_raw([(route_queue_name(route.id), d.body, {
-                        "message_id": d.message_id, "correlation_id": d.correlation_id,
-                        "headers": {"x-huitong-seq": d.message_seq, "x-huitong-source": d.source,
-                                    "x-huitong-type": d.type}}) for d in missing])
+                    self.publisher.publish_raw([_to_route(d) for d in missing])
                     log.warning("route.redriven", route=route.id, count=len(missing),
                                 reason="published but never recorded by the route")
                     total += len(missing)
@@ -117,12 +111,10 @@ class RetryScheduler:
         missing = [d for key, d in letters.items() if key not in keep]
         if missing:
             bodies = self.store.bodies([d.message_seq for d in missing])
-            self.publisher.publish_raw([(queue.name, bodies[d.message_seq], {
-                "message_id": d.message_id,
-                "headers": {"x-huitong-seq": d.message_seq, "x-huitong-source": d.source, "x-huitong-type": d.type,
-                            "x-huitong-route": route_id, "x-huitong-destination": d.destination,
-                            "x-huitong-error-code": d.error_code or "", "x-huitong-error": (d.last_error or "")[:1000],
-                            "x-huitong-attempts": d.attempts}}) for d in missing])
+            self.publisher.publish_raw([
+                dead_letter(route_id, bodies[d.message_seq], seq=d.message_seq, message_id=d.message_id,
+                            source=d.source, type=d.type, destination=d.destination, code=d.error_code,
+                            error=d.last_error, attempts=d.attempts) for d in missing])
 
     # -- thread -----------------------------------------------------------------------------
     def start(self) -> "RetryScheduler":
@@ -153,3 +145,9 @@ class RetryScheduler:
                 self.last_error = text
                 backoff = min(backoff * 2, 15.0)
             self._stop.wait(backoff)
+
+
+def _to_route(d, headers: dict | None = None) -> tuple:
+    """A logged message (Due) handed straight to its route's queue."""
+    return logged_message(route_queue_name(d.route), d.body, seq=d.message_seq, message_id=d.message_id,
+                          source=d.source, type=d.type, correlation_id=d.correlation_id, headers=headers)

@@ -14,13 +14,14 @@ from dataclasses import dataclass
 
 import structlog
 
+from bus.broker import logged_message
 from bus.errors import DeliveryError, HuitongError, RejectedMessage
-from bus.exchange_log import utcnow
+from bus.exchange_log import event_row, utcnow
 from bus.logs import get_logger
 from bus.topology import dead_queue_name, route_queue_name
 from bus.worker import Delivery
 from routes.definition import Route, Target
-from routes.deliveries import DEAD, DELIVERED, RETRY, RETRYING, DeliveryStore, State, event
+from routes.deliveries import DEAD, DELIVERED, RETRY, RETRYING, DeliveryStore, State
 from routes.destinations import Outgoing
 from routes.loader import RouteSet
 from schemas.hardened import HardenedParser
@@ -116,7 +117,7 @@ class Router:
             if not seen:
                 if route.when is not None and not route.when(root):
                     continue
-                events.append(event("ROUTED", now, seq=m.seq, message_id=m.message_id, route=route.id,
+                events.append(event_row("ROUTED", now, message_seq=m.seq, message_id=m.message_id, route=route.id,
                                     source=m.source, detail={"to": [t.name for t in targets]}))
             for t in targets:
                 transform = route.transform_for(t)
@@ -140,7 +141,7 @@ class Router:
                 else:
                     attempt = _attempt(seen, t.name)
                     rows.append(_row(m, route, t, DELIVERED, attempt))
-                    events.append(event("DELIVERED", now, seq=m.seq, message_id=m.message_id, route=route.id,
+                    events.append(event_row("DELIVERED", now, message_seq=m.seq, message_id=m.message_id, route=route.id,
                                         source=m.source, detail={"destination": t.name, "attempt": attempt,
                                                                  **outcome}))
 
@@ -166,10 +167,10 @@ class Router:
         with structlog.contextvars.bound_contextvars(message_id=m.message_id, route=route.id, destination=t.name):
             if permanent or attempt >= route.retry.attempts:
                 rows.append(_row(m, route, t, DEAD, attempt, error=(code, text)))
-                events.append(event("FAILED", now, seq=m.seq, message_id=m.message_id, route=route.id,
+                events.append(event_row("FAILED", now, message_seq=m.seq, message_id=m.message_id, route=route.id,
                                     source=m.source, code=code,
                                     detail={"destination": t.name, "attempt": attempt, "error": text}))
-                events.append(event("DEAD_LETTERED", now, seq=m.seq, message_id=m.message_id, route=route.id,
+                events.append(event_row("DEAD_LETTERED", now, message_seq=m.seq, message_id=m.message_id, route=route.id,
                                     source=m.source, code=code,
                                     detail={"destination": t.name, "attempts": attempt, "error": text,
                                             "queue": dead_queue_name(route.id)}))
@@ -178,7 +179,7 @@ class Router:
                 return
             retry_at = now + dt.timedelta(seconds=route.retry.delay(attempt))
             rows.append(_row(m, route, t, RETRY, attempt, error=(code, text), due_at=retry_at))
-            events.append(event("FAILED", now, seq=m.seq, message_id=m.message_id, route=route.id,
+            events.append(event_row("FAILED", now, message_seq=m.seq, message_id=m.message_id, route=route.id,
                                 source=m.source, code=code,
                                 detail={"destination": t.name, "attempt": attempt, "error": text,
                                         "retry_at": retry_at.isoformat()}))
@@ -186,19 +187,24 @@ class Router:
                         retry_at=retry_at.isoformat())
 
     def _publish_dead(self, dead: list[tuple]) -> None:
-        entries = [(dead_queue_name(route_id), m.body, {
-            "message_id": m.message_id, "correlation_id": m.correlation_id,
-            "headers": {"x-huitong-seq": m.seq, "x-huitong-source": m.source, "x-huitong-type": m.type,
-                        "x-huitong-route": route_id, "x-huitong-destination": destination,
-                        "x-huitong-error-code": code, "x-huitong-error": text[:1000],
-                        "x-huitong-attempts": attempts}})
-            for route_id, m, destination, code, text, attempts in dead]
+        entries = [dead_letter(route_id, m.body, seq=m.seq, message_id=m.message_id, source=m.source, type=m.type,
+                               correlation_id=m.correlation_id, destination=destination, code=code, error=text,
+                               attempts=attempts)
+                   for route_id, m, destination, code, text, attempts in dead]
         try:
             self.publisher.publish_raw(entries)
         except HuitongError as exc:
             # The delivery records hold the dead letters (the console and `huitong dlq` read
             # them there); the queue copy is put back when the retry scheduler mirrors them.
             log.warning("route.dead_queue_unavailable", error=str(exc), count=len(entries))
+
+
+def dead_letter(route_id: str, body: bytes, *, destination: str, code: str | None, error: str | None,
+                attempts: int, **message) -> tuple:
+    """The copy of a dead letter in huitong.route.<id>.dead: the original message, and why."""
+    return logged_message(dead_queue_name(route_id), body, **message, headers={
+        "x-huitong-route": route_id, "x-huitong-destination": destination, "x-huitong-error-code": code or "",
+        "x-huitong-error": (error or "")[:1000], "x-huitong-attempts": attempts})
 
 
 def _attempt(seen: dict[str, State], destination: str) -> int:

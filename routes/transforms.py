@@ -10,6 +10,7 @@ permanent and the message goes straight to the dead-letter queue."""
 from __future__ import annotations
 
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -34,13 +35,14 @@ def find_mapper(name: str) -> Mapper | None:
     return _mappers.get(name)
 
 
-class Transform:
+class Transform(ABC):
     """Applies to the parsed envelope; returns the bytes a destination sends."""
 
     name: str
 
+    @abstractmethod
     def apply(self, root: etree._Element) -> bytes:
-        raise NotImplementedError
+        """The bytes to send, or DeliveryError(code TRANSFORM_FAILED, permanent)."""
 
 
 class XsltTransform(Transform):

@@ -52,20 +52,32 @@ def _admin_engine():
     return create_engine(url, isolation_level="AUTOCOMMIT"), url
 
 
-@pytest.fixture
-def postgres_url():
-    """A fresh PostgreSQL database per test, dropped afterwards."""
-    require_services()
+def create_database() -> str:
+    """A fresh PostgreSQL database on the test server; returns its URL."""
     admin, url = _admin_engine()
     name = f"huitong_t_{uuid.uuid4().hex[:10]}"
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return url.set(database=name).render_as_string(hide_password=False)
+
+
+def drop_database(database_url: str) -> None:
+    admin, _ = _admin_engine()
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{make_url(database_url).database}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
+def postgres_url():
+    """A fresh PostgreSQL database per test, dropped afterwards."""
+    require_services()
+    url = create_database()
     try:
-        yield url.set(database=name).render_as_string(hide_password=False)
+        yield url
     finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+        drop_database(url)
 
 
 @pytest.fixture(params=["embedded", pytest.param("services", marks=pytest.mark.services)])

@@ -7,6 +7,7 @@ the type's options, which the plug-in's `options_schema` (JSON Schema) checks at
 files name them; credentials and addresses stay in the configuration."""
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any, ClassVar
@@ -36,7 +37,7 @@ class DestinationContext:
     state_dir: str = "var"
 
 
-class Destination:
+class Destination(ABC):
     type: ClassVar[str]
     options_schema: ClassVar[dict] = {"type": "object", "additionalProperties": False}
     # Secrets and addresses a route check must not print.
@@ -47,11 +48,11 @@ class Destination:
         self.options = options
         self.context = context
 
+    @abstractmethod
     def deliver(self, items: list[Outgoing]) -> list[dict | Exception]:
         """Deliver each item; return per item a JSON-able reply (recorded with DELIVERED) or
         the exception (a DeliveryError) that says why not. Items of one call may be delivered
         together (one fsync, one round trip), but each outcome stands alone."""
-        raise NotImplementedError
 
     def describe(self) -> str:
         shown = {k: v for k, v in self.options.items() if k not in self.secret_options}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 
+from bus.broker import logged_message
 from bus.errors import BrokerUnavailable, DeliveryError
 from bus.topology import route_queue_name
 from routes.destinations import Destination, Outgoing
@@ -29,11 +30,10 @@ class ForwardDestination(Destination):
         return publisher
 
     def deliver(self, items: list[Outgoing]) -> list[dict | Exception]:
-        entries = [(self.queue, item.payload, {
-            "message_id": item.message_id, "correlation_id": item.correlation_id,
-            "headers": {"x-huitong-seq": item.message_seq, "x-huitong-source": item.source,
-                        "x-huitong-type": item.type, "x-huitong-forwarded-from": item.route}})
-            for item in items]
+        entries = [logged_message(self.queue, item.payload, seq=item.message_seq, message_id=item.message_id,
+                                  source=item.source, type=item.type, correlation_id=item.correlation_id,
+                                  headers={"x-huitong-forwarded-from": item.route})
+                   for item in items]
         try:
             self._publisher().publish_raw(entries)
         except BrokerUnavailable as exc:

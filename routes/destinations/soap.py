@@ -48,8 +48,9 @@ class SoapDestination(Destination):
         self._parser = HardenedParser()
 
     def _client(self):
-        client = getattr(self._local, "client", None)
-        if client is None:
+        """(zeep client, service proxy) of this thread, made on first use."""
+        cached = getattr(self._local, "client", None)
+        if cached is None:
             import zeep
             from zeep.transports import Transport
             from zeep.wsse.username import UsernameToken
@@ -71,8 +72,8 @@ class SoapDestination(Destination):
             if self.options.get("address"):
                 binding = client.service._binding.name
                 service = client.create_service(binding, self.options["address"])
-            self._local.client = client = (client, service)
-        return client
+            self._local.client = cached = (client, service)
+        return cached
 
     def deliver(self, items: list[Outgoing]) -> list[dict | Exception]:
         return [self._deliver_one(item) for item in items]
