@@ -2,6 +2,8 @@
 envelope says, commit to the exchange log, answer with a receipt. One log event per message."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import structlog
 
 from bus.envelope import Envelope, parse_envelope
@@ -12,6 +14,15 @@ from bus.receipts import Receipt
 from schemas.validation import MessageValidator
 
 log = get_logger("huitong.acceptance")
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """A record an adapter could not even turn into a message (bad bytes, an unmappable
+    value): it is logged as REJECTED with the record as evidence, like any refusal."""
+
+    rejection: RejectedMessage
+    evidence: bytes | None = None
 
 
 class Acceptance:
@@ -34,21 +45,30 @@ class Acceptance:
                 "/Envelope/Header/Type", message_id=envelope.message_id, source=system)
         return envelope
 
-    def accept_many(self, items: list[bytes], *, system: str) -> list[Receipt]:
-        """Accept a batch (a file of records, a CLI run): all are queued for the same group
-        commit, so a batch costs one transaction instead of one per message."""
+    def accept_many(self, items: list[bytes | Refused], *, system: str,
+                    grants: frozenset[str] | None = None) -> list[Receipt]:
+        """Accept a batch (a file of records, a front-table poll, a CLI run): acceptances and
+        refusals alike are queued for the same group commit, so a batch costs one
+        transaction instead of one per message."""
+        return self.receipts(self.submit_many(items, system=system, grants=grants), system=system)
+
+    def submit_many(self, items: list[bytes | Refused], *, system: str,
+                    grants: frozenset[str] | None = None) -> list:
+        """Validate and queue a batch without waiting for its commit, so a reader can
+        prepare the next batch meanwhile; receipts() waits for it."""
         futures = []
         for data in items:
+            if isinstance(data, Refused):
+                futures.append(self.log.submit_reject(data.rejection, source=system, body=data.evidence))
+                continue
             try:
-                futures.append(self.log.submit(self.check(data, system=system)))
+                futures.append(self.log.submit(self.check(data, system=system, grants=grants)))
             except RejectedMessage as rejection:
-                futures.append(rejection)
-        receipts = []
-        for data, pending in zip(items, futures):
-            if isinstance(pending, RejectedMessage):
-                receipts.append(self.log.reject(pending, source=system, body=data))
-            else:
-                receipts.append(pending.result())
+                futures.append(self.log.submit_reject(rejection, source=system, body=data))
+        return futures
+
+    def receipts(self, futures: list, *, system: str) -> list[Receipt]:
+        receipts = [pending.result() for pending in futures]
         for receipt in receipts:
             log.info("message.received" if receipt.ok else "message.rejected", system=system,
                      message_id=receipt.message_id, status=receipt.status, receipt_id=receipt.receipt_id,

@@ -63,7 +63,7 @@ def relay(config_path):
     settings = _settings(config_path)
     hub = _hub(settings)
     hub.relay.scan_grace = 0.0
-    hub.start(relay=True, routes=False)
+    hub.start(relay=True, routes=False, adapters=False)
     run_until_stopped(hub)
 
 

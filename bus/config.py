@@ -96,6 +96,60 @@ class RoutesSettings(Section):
     redrive_after_seconds: float = Field(60.0, ge=1)
 
 
+class InboxSettings(Section):
+    """One inbox directory of one department system (adapters.filedrop)."""
+    system: str  # the system the records come from; its envelopes' Source must be this
+    dir: str
+    # canonical: Huitong envelopes (one, or an hx:Batch of them); xml: department XML turned
+    # into canonical bodies by `xslt`; csv: rows turned into canonical bodies by `mapping`.
+    format: str = Field("canonical", pattern="^(canonical|xml|csv)$")
+    mapping: str = ""  # csv: a mapping file (adapters/mappings/*.yaml or a path)
+    xslt: str = ""  # xml: a stylesheet producing canonical bodies
+    # csv text encoding, and xml without an XML declaration; the declaration wins otherwise.
+    encoding: str = Field("utf-8", pattern="(?i)^(utf-8|utf8|gbk|gb18030|gb2312)$")
+    # quiet: taken once size and mtime stayed unchanged for settle_seconds; marker: taken only
+    # once NAME.done exists beside it (the safe choice for writers that pause).
+    complete: str = Field("quiet", pattern="^(quiet|marker)$")
+    settle_seconds: float = Field(5.0, ge=0, le=3600)
+    include: list[str] = ["*"]
+    exclude: list[str] = ["*.tmp", "*.part", "*.partial", "~*"]
+    max_file_bytes: int = Field(256 * 1024 * 1024, ge=1024)
+    # .gz and .zip are read only when this is on, and never past max_decompressed_bytes.
+    compressed: bool = False
+    max_decompressed_bytes: int = Field(512 * 1024 * 1024, ge=1024)
+    # A claim left by a process on another host is taken over after this long without news.
+    claim_timeout_seconds: float = Field(600.0, ge=5)
+
+
+class FrontDbTable(Section):
+    mapping: str  # adapters/mappings/*.yaml or a path; names the columns and the message type
+    # The table's key column(s): claims and write-backs address rows by them.
+    key: list[str] = Field(min_length=1)
+
+
+class FrontDbSettings(Section):
+    """One front database (前置库) of one department system (adapters.frontdb)."""
+    system: str
+    url: str
+    tables: dict[str, FrontDbTable] = Field(min_length=1)  # table name -> how to read it
+    poll_interval: float = Field(2.0, gt=0, le=3600)
+    batch_size: int = Field(500, ge=1, le=10_000)
+    # syncerrormsg is cut to this many characters (the practice tables use VARCHAR2(1000)).
+    error_text_max: int = Field(1000, ge=20)
+
+
+class AdapterSettings(Section):
+    """The file-drop and front-database adapters of this process."""
+    run: bool = True  # this process watches the inboxes and polls the front databases
+    file_workers: int = Field(2, ge=1, le=64)  # files processed at once, over all inboxes
+    poll_interval: float = Field(2.0, gt=0, le=600)  # inbox rescan; file events wake it earlier
+    watch: bool = True  # inotify (watchdog) wake-ups; polling alone when off or unavailable
+    records_per_commit: int = Field(500, ge=1, le=10_000)
+    # Back pressure: no new file or front-database batch is taken while this many accepted
+    # messages wait for the relay (the broker is slow or away).
+    max_unpublished: int = Field(100_000, ge=100)
+
+
 class LoggingSettings(Section):
     level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
     format: str = Field("auto", pattern="^(auto|json|console)$")
@@ -117,6 +171,9 @@ class Settings(Section):
     # Named destinations routes deliver to: {name: {type: soap|filedrop|hub|..., options...}}.
     destinations: dict[str, dict[str, Any]] = {}
     systems: list[SystemSeed] = []
+    adapters: AdapterSettings = AdapterSettings()
+    inboxes: dict[str, InboxSettings] = {}  # name -> inbox directory of a department system
+    frontdb: dict[str, FrontDbSettings] = {}  # name -> front database of a department system
     # Key that encrypts system secrets at rest (Fernet, urlsafe base64 of 32 bytes). Empty: a key
     # file under state_dir is created on first use; several hosts must share one key.
     secret_key: str = ""

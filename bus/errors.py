@@ -56,6 +56,17 @@ CODES: dict[str, str] = {
     "DESTINATION_FAULT": "a department system answered with a SOAP fault; it is retried",
     "TRANSFORM_FAILED": "the route's transform failed on this message; retrying cannot help",
     "DEAD_LETTERED": "every attempt failed; the message waits in the route's dead-letter queue",
+    # file drops and front databases
+    "ENCODING": "bytes are not valid in the declared encoding (never guessed, never mojibake)",
+    "RECORD_MAPPING": "a record's value cannot be mapped to its canonical field",
+    "CSV_MALFORMED": "the CSV cannot be read (a mapped column is missing, broken quoting)",
+    "FILE_REFUSED": "not a regular file inside the inbox (symlink, FIFO, device, path outside)",
+    "FILE_TOO_LARGE": "the file is larger than the inbox's max_file_bytes",
+    "COMPRESSED_NOT_ALLOWED": "a compressed file in an inbox that does not take them",
+    "DECOMPRESSED_TOO_LARGE": "decompressing would pass max_decompressed_bytes (a bomb, or too big)",
+    "FILE_CHECKSUM": "the file does not match its .sha256 sidecar",
+    "FILE_FORMAT": "the file is not in the inbox's format",
+    "FRONTDB_UNAVAILABLE": "the front database cannot be read or written",
     # runtime
     "CONFIG_INVALID": "the configuration is wrong",
     "SCHEMA_OUTDATED": "the database schema is older than this release",

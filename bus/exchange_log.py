@@ -131,9 +131,14 @@ class ExchangeLog:
     def reject(self, rejection: RejectedMessage, *, source: str | None, body: bytes | None,
                nonce: Nonce | None = None) -> Receipt:
         """Log a refused message (REJECTED event) and return its receipt."""
+        return self.submit_reject(rejection, source=source, body=body, nonce=nonce).result()
+
+    def submit_reject(self, rejection: RejectedMessage, *, source: str | None, body: bytes | None,
+                      nonce: Nonce | None = None) -> Future:
+        """Queue a refusal; the future resolves to its Receipt once committed."""
         future: Future = Future()
         self._put(_Rejection(rejection, source, body, future, nonce))
-        return future.result()
+        return future
 
     def _put(self, item) -> None:
         if self._thread is None:

@@ -50,16 +50,21 @@ class Hub:
     def service(self, name: str):
         return next(s for s in self.services if s.name == name)
 
-    def start(self, *, relay: bool | None = None, routes: bool | None = None) -> "Hub":
+    def start(self, *, relay: bool | None = None, routes: bool | None = None,
+              adapters: bool | None = None) -> "Hub":
+        """relay, routes (route workers) and adapters (inboxes, front databases) default to
+        the configuration's relay.enabled, routes.run and adapters.run."""
         self._started = True
         added = self.systems.seed(self.settings.systems, os.environ)
         if added:
             log.info("systems.seeded", systems=added)
         self.log.start()
-        if self.settings.routes.run if routes is None else routes:
-            for service in self.services:
+        wanted = {"routes": self.settings.routes.run if routes is None else routes,
+                  "adapters": self.settings.adapters.run if adapters is None else adapters}
+        for service in self.services:
+            if wanted[service.kind]:
                 service.start()
-            self._services_running = True
+        self._services_running = True
         if self.settings.relay.enabled if relay is None else relay:
             if self.settings.embedded_broker:
                 requeued = self.log.requeue_volatile()

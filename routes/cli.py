@@ -276,6 +276,6 @@ def worker(config_path):
     hub = _hub(settings)
     if not hub.service("routes").routes.enabled():
         raise click.ClickException("no enabled routes (routes.dir)")
-    hub.start(relay=False, routes=True)
+    hub.start(relay=False, routes=True, adapters=False)
     click.echo(f"route worker running: {', '.join(r.id for r in hub.service('routes').routes.enabled())}", err=True)
     run_until_stopped(hub)

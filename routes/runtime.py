@@ -20,6 +20,7 @@ log = get_logger("huitong.routes")
 
 class RouteRuntime:
     name = "routes"
+    kind = "routes"  # started by Hub.start when routes run in this process
 
     def __init__(self, hub):
         self.hub = hub

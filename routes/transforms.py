@@ -1,7 +1,6 @@
 """Transforms: what a route does to a message before a destination gets it.
 
-- XSLT 1.0 files, read through the hardened parser and run by libxml2 with every file and
-  network access denied (no document(), no xsl:document writes).
+- XSLT 1.0 files (schemas.xslt: hardened parse, no file or network access).
 - Named Python mappers: `mapper(envelope_root) -> bytes | element`, registered by an adapter
   with `register_mapper` or through the `huitong.mappers` entry-point group.
 
@@ -9,7 +8,6 @@ A transform that fails on a message fails the same way on every retry: TRANSFORM
 permanent and the message goes straight to the dead-letter queue."""
 from __future__ import annotations
 
-import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from importlib.metadata import entry_points
@@ -17,8 +15,9 @@ from pathlib import Path
 
 from lxml import etree
 
-from bus.errors import DeliveryError, RejectedMessage
+from bus.errors import DeliveryError
 from schemas.hardened import HardenedParser
+from schemas.xslt import SafeStylesheet, StylesheetError
 
 Mapper = Callable[[etree._Element], "bytes | etree._Element"]
 _mappers: dict[str, Mapper] = {}
@@ -49,36 +48,13 @@ class XsltTransform(Transform):
     def __init__(self, path: Path, parser: HardenedParser):
         self.name = f"xslt:{path.name}"
         self.path = path
-        try:
-            document = parser.parse_file(path)
-        except OSError as exc:
-            raise ValueError(f"XSLT file {path} cannot be read: {exc.strerror}") from None
-        except RejectedMessage as exc:
-            raise ValueError(f"XSLT file {path} is not acceptable XML: {exc}") from None
-        try:
-            self._stylesheet = etree.XSLT(document, access_control=etree.XSLTAccessControl.DENY_ALL)
-        except etree.XSLTParseError as exc:
-            raise ValueError(f"XSLT file {path} does not compile: {_first_error(exc)}") from None
-        self._document = document
-        self._local = threading.local()
-
-    def _compiled(self) -> etree.XSLT:
-        # A compiled stylesheet must not run on two threads at once.
-        compiled = getattr(self._local, "xslt", None)
-        if compiled is None:
-            compiled = self._local.xslt = etree.XSLT(self._document,
-                                                     access_control=etree.XSLTAccessControl.DENY_ALL)
-        return compiled
+        self._stylesheet = SafeStylesheet(path, parser)  # ValueError when it cannot run
 
     def apply(self, root: etree._Element) -> bytes:
         try:
-            result = self._compiled()(root)
-        except etree.XSLTApplyError as exc:
-            raise DeliveryError(f"{self.name} failed: {_first_error(exc)}", code="TRANSFORM_FAILED",
-                                permanent=True) from None
-        if result.getroot() is None:
-            raise DeliveryError(f"{self.name} produced no document element", code="TRANSFORM_FAILED",
-                                permanent=True)
+            result = self._stylesheet(root)
+        except StylesheetError as exc:
+            raise DeliveryError(f"{self.name} failed: {exc}", code="TRANSFORM_FAILED", permanent=True) from None
         return bytes(result)
 
 
@@ -99,11 +75,3 @@ class MapperTransform(Transform):
         if isinstance(out, etree._Element):
             return etree.tostring(out, xml_declaration=True, encoding="UTF-8")
         return out
-
-
-def _first_error(exc: Exception) -> str:
-    log = getattr(exc, "error_log", None)
-    if log:
-        entry = log[0]
-        return f"line {entry.line}: {entry.message}"
-    return str(exc)
