@@ -8,7 +8,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 
 from bus.errors import SchemaOutdated
@@ -59,12 +59,27 @@ def upgrade(engine: Engine) -> None:
     command.upgrade(alembic_config(engine), "head")
 
 
+_MIGRATION_LOCK = 0x4875_6974  # pg advisory lock key ("Huit"): one upgrader at a time
+
+
 def ensure_schema(engine: Engine, *, auto_upgrade: bool) -> None:
     current, head = current_revision(engine), head_revision()
     if current == head:
         return
     if auto_upgrade:
-        upgrade(engine)
+        if engine.dialect.name != "postgresql":
+            upgrade(engine)  # SQLite: its write lock already serialises the upgraders
+            return
+        # Several hub processes starting on a fresh database would each create the tables:
+        # the first upgrades under the lock, the others find the schema current.
+        with engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _MIGRATION_LOCK})
+            try:
+                if current_revision(engine) != head:
+                    upgrade(engine)
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _MIGRATION_LOCK})
+                conn.commit()
         return
     raise SchemaOutdated(
         f"database schema is at {current or 'nothing'}, this release needs {head}: "

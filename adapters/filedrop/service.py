@@ -7,6 +7,7 @@ relay is behind by adapters.max_unpublished messages (back pressure: files wait 
 not in memory)."""
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -152,6 +153,8 @@ def _watch(directories, wake):
             if event.event_type != "opened":
                 wake()
 
+    # watchdog logs an error when an event races its own shutdown; nothing is lost by it.
+    logging.getLogger("watchdog.observers.inotify").setLevel(logging.CRITICAL)
     observer = Observer()
     try:
         for directory in directories:
