@@ -113,7 +113,10 @@ def _build_destinations(config: dict[str, dict], context: DestinationContext,
         for error in errors:
             problems.append(RouteProblem(where, None, _schema_text(error)))
         if not errors:
-            built[name] = plugin(name, options, context)
+            try:
+                built[name] = plugin(name, options, context)
+            except (ValueError, LookupError) as exc:  # a mapping that is missing, an unknown encoding
+                problems.append(RouteProblem(where, None, str(exc)))
     return built
 
 

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from kombu import Connection
@@ -218,12 +219,39 @@ def test_filedrop_writes_whole_files_with_a_sha256_sidecar_once_per_message(back
         assert hub.hub.accept(data, system=ZJJ_SYSTEM).ok
         wait_for(lambda: events(hub.hub.engine, "DELIVERED", "to-ferry"))
         hub.hub.relay.drain()
-        files = sorted(p.name for p in outbox.iterdir())
+        files = sorted(p.name for p in outbox.iterdir() if not p.name.startswith("manifest-"))
         assert files == [f"CaseAccepted-{message_id}.xml", f"CaseAccepted-{message_id}.xml.sha256"]
         body = (outbox / files[0]).read_bytes()
         assert body == data  # the canonical message as accepted
         assert (outbox / files[1]).read_text() == f"{hashlib.sha256(body).hexdigest()}  {files[0]}\n"
         assert len(events(hub.hub.engine, "DELIVERED", "to-ferry")) == 1
+        # The batch's manifest names the file, its size and digest, and has a sidecar of its own.
+        [manifest] = [p for p in outbox.glob("manifest-*.json")]
+        listed = json.loads(manifest.read_text(encoding="utf-8"))
+        assert listed["count"] == 1 and listed["files"] == [
+            {"file": files[0], "bytes": len(body), "sha256": hashlib.sha256(body).hexdigest(), "message_id": message_id}]
+        assert Path(f"{manifest}.sha256").read_text().split()[0] == hashlib.sha256(manifest.read_bytes()).hexdigest()
+    finally:
+        hub.close()
+
+
+def test_filedrop_writes_a_department_csv_in_gbk(backend, tmp_path):
+    routes_dir = tmp_path / "routes"
+    route_file(routes_dir, "id: to-zjj-csv\nfrom: {types: [CaseAccepted]}\nto: [zjj-export]\n")
+    outbox = tmp_path / "outbox"
+    config = write_config(tmp_path, backend, routes_dir=routes_dir, destinations={"zjj-export": {
+        "type": "filedrop", "dir": str(outbox), "format": "csv", "mapping": "zjj-sgxk-accepted"}})
+    hub = RunningHub(settings_from(config))
+    try:
+        message_id, data = construction_case()
+        assert hub.hub.accept(data, system=ZJJ_SYSTEM).ok
+        wait_for(lambda: events(hub.hub.engine, "DELIVERED", "to-zjj-csv"))
+        written = (outbox / f"CaseAccepted-{message_id}.csv").read_bytes()
+        header, row = written.decode("gbk").splitlines()
+        assert header.startswith("办件编号,行政区划代码,受理部门")
+        assert row.startswith("320382-SCJG-20261120-0001,320382,邳州市市场监督管理局")
+        assert ",企业,邳州市恒润建材有限公司,统一社会信用代码,91320382MA1Y2K3P9C," in row
+        assert ",网上申报,2026-11-20 09:02:11,2026-11-20 09:30:00,5,2026-11-27,2026-320382-47-03-004512" in row
     finally:
         hub.close()
 

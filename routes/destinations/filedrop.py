@@ -2,15 +2,26 @@
 system to pick up. A file appears whole or not at all: it is written under a temporary name,
 flushed, and renamed; its `.sha256` sidecar (sha256sum format) is in place before it. The file
 name derives from the message id, so a redelivery rewrites the same file instead of adding
-one."""
+one. After each batch a manifest (manifest-*.json, with its own sidecar) lists the batch's
+files with their sizes and digests, so the ferry on the other side can verify what crossed.
+
+format xml writes the payload (canonical, or what the route's XSLT made of it); format csv
+writes the department's CSV through a record mapping read backwards (header and one row per
+message, in the mapping's encoding: GBK for most legacy systems)."""
 from __future__ import annotations
 
+import csv
+import datetime as dt
 import hashlib
+import io
+import json
 import os
+import uuid
 from pathlib import Path
 
-from bus.errors import DeliveryError
+from bus.errors import DeliveryError, HuitongError
 from routes.destinations import Destination, Outgoing
+from schemas.namespaces import ENVELOPE
 
 
 class FileDropDestination(Destination):
@@ -23,6 +34,10 @@ class FileDropDestination(Destination):
                      "description": "File name; {type}, {message_id}, {source}, {route}, {seq} are filled in."},
             "fsync": {"type": "boolean", "default": True,
                       "description": "Flush files to disk before acknowledging (off only for scratch outboxes)."},
+            "format": {"enum": ["xml", "csv"], "default": "xml"},
+            "mapping": {"type": "string", "description": "csv: the record mapping (adapters/mappings name or path)."},
+            "encoding": {"type": "string", "description": "csv: the file encoding (default: the mapping's, else UTF-8)."},
+            "manifest": {"type": "boolean", "default": True, "description": "Write a manifest per batch."},
         },
     }
 
@@ -31,6 +46,12 @@ class FileDropDestination(Destination):
         self.dir = Path(options["dir"])
         self.pattern = options.get("name", "{type}-{message_id}.xml")
         self.fsync = options.get("fsync", True)
+        self.manifest = options.get("manifest", True)
+        self.csv = None
+        if options.get("format") == "csv":
+            self.csv = _CsvWriter(options)
+            if "name" not in options:
+                self.pattern = "{type}-{message_id}.csv"
         self._checked = False
 
     def file_name(self, item: Outgoing) -> str:
@@ -56,11 +77,13 @@ class FileDropDestination(Destination):
         for item in items:
             try:
                 name = self.file_name(item)
-                digest = hashlib.sha256(item.payload).hexdigest()
+                payload = self.csv.render(item) if self.csv else item.payload
+                digest = hashlib.sha256(payload).hexdigest()
                 self._stage(name + ".sha256", f"{digest}  {name}\n".encode())
-                self._stage(name, item.payload)
+                self._stage(name, payload)
                 staged.append((len(outcomes), name))
-                outcomes.append({"file": name, "sha256": digest, "bytes": len(item.payload)})
+                outcomes.append({"file": name, "sha256": digest, "bytes": len(payload),
+                                 "message_id": item.message_id})
             except DeliveryError as exc:
                 outcomes.append(exc)
             except OSError as exc:
@@ -73,6 +96,10 @@ class FileDropDestination(Destination):
             for _, name in staged:  # the sidecar is in place before the file a ferry picks up
                 os.replace(self.dir / f".{name}.sha256.tmp", self.dir / f"{name}.sha256")
                 os.replace(self.dir / f".{name}.tmp", self.dir / name)
+            if self.manifest:  # last: a manifest names only files that are complete
+                manifest = self._write_manifest([outcomes[index] for index, _ in staged])
+                for index, _ in staged:
+                    outcomes[index] = {**outcomes[index], "manifest": manifest}
             if self.fsync:
                 self._flush()
         except OSError as exc:
@@ -80,6 +107,20 @@ class FileDropDestination(Destination):
             for index, _ in staged:
                 outcomes[index] = failure
         return outcomes
+
+    def _write_manifest(self, files: list[dict]) -> str:
+        now = dt.datetime.now(dt.timezone.utc)
+        name = f"manifest-{now.strftime('%Y%m%dT%H%M%S%fZ')}-{uuid.uuid4().hex[:8]}.json"
+        body = json.dumps({"destination": self.name, "written_at": now.isoformat(timespec="seconds"),
+                           "count": len(files), "files": [
+                               {"file": f["file"], "bytes": f["bytes"], "sha256": f["sha256"],
+                                "message_id": f["message_id"]} for f in files]},
+                          ensure_ascii=False, indent=1).encode("utf-8")
+        self._stage(name + ".sha256", f"{hashlib.sha256(body).hexdigest()}  {name}\n".encode())
+        self._stage(name, body)
+        os.replace(self.dir / f".{name}.sha256.tmp", self.dir / f"{name}.sha256")
+        os.replace(self.dir / f".{name}.tmp", self.dir / name)
+        return name
 
     def _stage(self, name: str, data: bytes) -> None:
         fd = os.open(self.dir / f".{name}.tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
@@ -98,6 +139,54 @@ class FileDropDestination(Destination):
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+class _CsvWriter:
+    """A canonical message as the department's CSV: the header and its one row."""
+
+    def __init__(self, options: dict):
+        # The record mappings live with the adapters that read the same formats inbound.
+        from adapters.mapping import load_mapping
+        from schemas.hardened import HardenedParser
+
+        if not options.get("mapping"):
+            raise ValueError("format csv needs a mapping")
+        try:
+            self.mapping = load_mapping(options["mapping"])
+        except HuitongError as exc:
+            raise ValueError(str(exc)) from None
+        self.encoding = options.get("encoding") or self.mapping.encoding or "utf-8"
+        "".encode(self.encoding)  # LookupError for an unknown encoding
+        self.parser = HardenedParser()
+
+    def render(self, item: Outgoing) -> bytes:
+        try:
+            root = self.parser.parse(item.payload)
+        except HuitongError as exc:
+            raise DeliveryError(f"the payload is not XML: {exc}", code="TRANSFORM_FAILED", permanent=True) from None
+        body = root.find(f"{{{ENVELOPE}}}Body/*")
+        if body is None or body.tag != f"{{{self.mapping.namespace}}}{self.mapping.type}":
+            raise DeliveryError(f"mapping {self.mapping.name} writes {self.mapping.type}, not {item.type}",
+                                code="TRANSFORM_FAILED", permanent=True)
+        row = self.mapping.to_row(body)
+        text = io.StringIO(newline="")
+        writer = csv.writer(text, delimiter=self.mapping.csv.get("delimiter", ","), lineterminator="\r\n")
+        writer.writerow(self.mapping.columns)
+        writer.writerow(["" if row.get(c) is None else _cell(row[c], self.mapping, c) for c in self.mapping.columns])
+        try:
+            return text.getvalue().encode(self.encoding)
+        except UnicodeEncodeError as exc:
+            raise DeliveryError(f"{exc.object[exc.start:exc.end]!r} cannot be written in {self.encoding}",
+                                code="TRANSFORM_FAILED", permanent=True) from None
+
+
+def _cell(value, mapping, column: str) -> str:
+    spec = next(f for f in mapping.fields if f.column == column)
+    if isinstance(value, dt.datetime) and spec.datetime:
+        return value.strftime(spec.datetime)
+    if isinstance(value, dt.date) and spec.date:
+        return value.strftime(spec.date)
+    return str(value)
 
 
 def _load_syncfs():
