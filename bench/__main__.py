@@ -1,4 +1,4 @@
-"""python -m bench [all|validation|publish|route|soap] [--messages N] [--seconds S]
+"""python -m bench [all|validation|publish|route|soap|ingest] [--messages N] [--seconds S]
 
 Runs on RabbitMQ + PostgreSQL when HUITONG_BENCH_AMQP_URL / HUITONG_BENCH_DATABASE_URL (or the
 HUITONG_TEST_* ones) are set, else embedded. Prints a table, writes bench/results/<date>-<host>.json."""
@@ -17,6 +17,7 @@ from bus.logs import configure_logging
 ROOT = Path(__file__).resolve().parents[1]
 
 
+from bench.ingest import bench_ingest
 from bench.publish import bench_publish
 from bench.route import bench_route
 from bench.soap import bench_soap
@@ -25,7 +26,7 @@ from bench.validation import bench_validation
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
-    parser.add_argument("part", nargs="?", default="all", choices=["all", "validation", "publish", "soap", "route"])
+    parser.add_argument("part", nargs="?", default="all", choices=["all", "validation", "publish", "soap", "route", "ingest"])
     parser.add_argument("--messages", type=int, default=20000)
     parser.add_argument("--seconds", type=float, default=5.0)
     args = parser.parse_args()
@@ -41,7 +42,9 @@ def main() -> None:
         results["route"] = bench_route(min(args.messages, 10000), args.seconds)
     if args.part in ("all", "soap"):
         results["soap"] = bench_soap(int(args.seconds * 4))
-    for part in ("validation", "publish", "route", "soap"):
+    if args.part in ("all", "ingest"):
+        results["ingest"] = bench_ingest(min(args.messages, 50000))
+    for part in ("validation", "publish", "route", "soap", "ingest"):
         if part in results:
             print(f"\n{part}")
             for key, value in results[part].items():

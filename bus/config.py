@@ -217,8 +217,9 @@ def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
     """HUITONG_DATABASE_URL=... and nested HUITONG_HTTP__PORT=9090 become config keys."""
     out: dict[str, Any] = {}
     for key, value in environ.items():
-        # HUITONG_TEST_* and HUITONG_BENCH_* belong to the test suite and the benchmarks.
-        if not key.startswith("HUITONG_") or key.startswith(("HUITONG_TEST_", "HUITONG_BENCH_")) \
+        # HUITONG_TEST_* and HUITONG_BENCH_* belong to the test suite and the benchmarks,
+        # HUITONG_SAMPLE_* to the demo configuration's secrets.
+        if not key.startswith("HUITONG_") or key.startswith(("HUITONG_TEST_", "HUITONG_BENCH_", "HUITONG_SAMPLE_")) \
                 or key == "HUITONG_CONFIG":
             continue
         path = key[len("HUITONG_"):].lower().split("__")

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import uuid
 
 import pytest
 import yaml
@@ -23,6 +24,7 @@ from tests.conftest import AMQP_URL, ROOT, Backend, create_database, drop_databa
 from tests.helpers.frontdb import (GAJ_SYSTEM, by_sign, case_row, casebaseinfo, caseresult, fill, front_engine,
                                    result_row)
 from tests.helpers.routing import route_file, wait_for
+from tests.helpers.soap import delete_route_queues
 
 SECRET = "sample-secret-not-real"
 
@@ -136,7 +138,8 @@ def test_sigkill_during_a_poll_loses_nothing_and_takes_nothing_twice(tmp_path, p
 def test_frontdb_destination_writes_each_result_once(tmp_path, backend, front_url):
     front = front_engine(front_url)
     routes_dir = tmp_path / "routes"
-    route_file(routes_dir, "id: results-to-gaj\nfrom: {types: [CaseResult]}\nto: [gaj-front]\n")
+    route = f"results-to-gaj-{uuid.uuid4().hex[:8]}"  # a durable queue of its own on RabbitMQ
+    route_file(routes_dir, f"id: {route}\nfrom: {{types: [CaseResult]}}\nto: [gaj-front]\n")
     config = frontdb_config(tmp_path, backend, front_url, poll=False, routes={"dir": str(routes_dir), "batch_wait": 0.02},
                             destinations={"gaj-front": {"type": "frontdb", "url": front_url, "table": "t_bm_caseresult",
                                                         "mapping": "provincial-caseresult", "key": ["caseno"]}})
@@ -156,9 +159,10 @@ def test_frontdb_destination_writes_each_result_once(tmp_path, backend, front_ur
         # The same result delivered again (a redelivery after a crash) adds no row.
         destination = hub.service("routes").routes.destinations["gaj-front"]
         from routes.destinations import Outgoing
-        outcome = destination.deliver([Outgoing(1, "m", SCJG_SYSTEM, "CaseResult", None, "results-to-gaj", data, data)])
+        outcome = destination.deliver([Outgoing(1, "m", SCJG_SYSTEM, "CaseResult", None, route, data, data)])
         assert outcome == [{"table": "t_bm_caseresult", "written": False, "reason": "row already there"}]
         assert by_sign(front, caseresult) == {0: 1}
     finally:
         hub.stop()
+        delete_route_queues(hub)
         front.dispose()
