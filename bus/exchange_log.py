@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import os
 import queue
 import re
 import threading
@@ -187,7 +188,7 @@ class ExchangeLog:
         """One transaction for the whole batch: nonces, bodies, new message rows, events.
         Returns each entry's Receipt (or exception) and the newly accepted messages."""
         now = utcnow()
-        receipt_ids = {id(e): str(uuid.uuid4()) for e in batch}
+        receipt_ids = dict(zip(map(id, batch), _random_uuids(len(batch))))
         results: dict[int, Receipt | Exception] = {}
         events: list[dict] = []
         with self.engine.begin() as conn:
@@ -389,6 +390,13 @@ class ExchangeLog:
                 return list(session.scalars(select(Event).where(Event.seq > after_seq)
                                             .order_by(Event.seq).limit(limit)))
             return list(reversed(session.scalars(select(Event).order_by(Event.seq.desc()).limit(limit)).all()))
+
+
+def _random_uuids(count: int) -> list[str]:
+    """Version-4 UUIDs from one read of the system's random source: uuid.uuid4() makes a
+    getrandom call each, which cost ~7 % of a bulk file's ingestion on the VM."""
+    pool = os.urandom(16 * count)
+    return [str(uuid.UUID(bytes=pool[i:i + 16], version=4)) for i in range(0, 16 * count, 16)]
 
 
 def _message_row(env: Envelope, receipt_id: str, now: dt.datetime) -> dict:
