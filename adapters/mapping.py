@@ -27,7 +27,7 @@ import yaml
 from lxml import etree
 
 from bus.errors import ConfigError
-from schemas.namespaces import MESSAGE_TYPES
+from schemas.namespaces import ENVELOPE, MESSAGE_TYPES
 
 SHIPPED = Path(__file__).parent / "mappings"
 # Message ids of mapped records: uuid5 of the system and the body's digest, so the same
@@ -114,6 +114,16 @@ class FieldSpec:
             return decimal.Decimal(text)
         return text
 
+    def as_text(self, value: Any) -> str:
+        """A reverted value as a department file writes it (the column's own formats)."""
+        if value is None:
+            return ""
+        if isinstance(value, dt.datetime) and self.datetime:
+            return value.strftime(self.datetime)
+        if isinstance(value, dt.date) and self.date:
+            return value.strftime(self.date)
+        return str(value)
+
 
 _ISO_LIKE = "%Y-%m-%d %H:%M:%S"
 
@@ -154,6 +164,9 @@ class RecordMapping:
         self._tag = f"{{{self.namespace}}}{message_type}"
 
         self._plan = _plan(fields, message_type)
+        # Compiled once: to_row runs for every message a destination writes.
+        self._readers = [(spec, etree.XPath(_read_path(spec), namespaces={"m": self.namespace}))
+                         for spec in fields if spec.column]
         self._open = f'<m:{message_type} xmlns:m="{self.namespace}"'
 
     @property
@@ -167,42 +180,31 @@ class RecordMapping:
         inner, attributes = _render(self._plan, row, clean)
         return f"{self._open}{attributes}>{inner}</m:{self.type}>"
 
-    def to_body(self, row: dict[str, Any]) -> etree._Element:
-        """The canonical body of one record; raises RecordError naming the column."""
-        ns = f"{{{self.namespace}}}"
-        body = etree.Element(self._tag, nsmap={"m": self.namespace})
-        made: dict[tuple[str, ...], etree._Element] = {(): body}
-        for spec in self.fields:
-            text = spec.value if spec.column is None else spec.convert(row.get(spec.column))
-            if text is None:
-                continue
-            parent = made[()]
-            for depth, part in enumerate(spec.path[:-1], 1):
-                key = spec.path[:depth]
-                element = made.get(key)
-                if element is None:
-                    element = made[key] = etree.SubElement(parent, ns + part)
-                parent = element
-            leaf = spec.path[-1]
-            if leaf.startswith("@"):
-                parent.set(leaf[1:], text)
-            else:
-                etree.SubElement(parent, ns + leaf).text = text
-        return body
-
     def to_row(self, body: etree._Element) -> dict[str, Any]:
         """Column values from a canonical body (constants and absent fields left out)."""
         row: dict[str, Any] = {}
-        ns = {"m": self.namespace}
-        for spec in self.fields:
-            if spec.column is None:
-                continue
-            *steps, leaf = spec.path
-            prefix = "".join(f"m:{s}/" for s in steps)
-            found = body.xpath(f"{prefix}@{leaf[1:]}" if leaf.startswith("@") else f"{prefix}m:{leaf}/text()",
-                               namespaces=ns)
+        for spec, find in self._readers:
+            found = find(body)
             row[spec.column] = spec.revert(str(found[0]).strip()) if found else None
         return row
+
+    def to_text_row(self, body: etree._Element) -> list[str]:
+        """The row as the department's file writes it, in `columns` order: times and dates
+        in the column's own format, empty for absent fields."""
+        row = self.to_row(body)
+        return [spec.as_text(row[spec.column]) for spec, _ in self._readers]
+
+    def body_in(self, root: etree._Element) -> etree._Element | None:
+        """This mapping's message body in a parsed payload: an envelope's body, or the body
+        itself (what a route's transform may hand on); None when it is another message."""
+        body = root.find(f"{{{ENVELOPE}}}Body/*") if root.tag == f"{{{ENVELOPE}}}Envelope" else root
+        return body if body is not None and body.tag == self._tag else None
+
+
+def _read_path(spec: FieldSpec) -> str:
+    *steps, leaf = spec.path
+    prefix = "".join(f"m:{s}/" for s in steps)
+    return f"{prefix}@{leaf[1:]}" if leaf.startswith("@") else f"{prefix}m:{leaf}/text()"
 
 
 @dataclass(slots=True)

@@ -44,7 +44,6 @@ class Hub:
                            scan_grace=settings.relay.scan_grace_seconds)
         self.log.on_commit.append(self.relay.offer)
         self._relay_running = False
-        self._services_running = False
         self._started = False
 
     def service(self, name: str):
@@ -64,7 +63,6 @@ class Hub:
         for service in self.services:
             if wanted[service.kind]:
                 service.start()
-        self._services_running = True
         if self.settings.relay.enabled if relay is None else relay:
             if self.settings.embedded_broker:
                 requeued = self.log.requeue_volatile()
@@ -84,7 +82,6 @@ class Hub:
         for service in self.services:
             service.stop()  # route workers finish their batch and ack
             drained = drained and service.drained()
-        self._services_running = False
         self.log.stop()  # commits what is queued, PUBLISHED marks included
         if relay_ran and self.settings.embedded_broker and drained:
             # The route queues are empty, so what was published is done with; otherwise (and

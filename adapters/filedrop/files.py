@@ -45,21 +45,23 @@ def describe_kind(mode: int) -> str:
     return "not a regular file"
 
 
-def read_regular(path: Path, max_bytes: int) -> bytes:
+def read_regular(path: Path, max_bytes: int, name: str | None = None) -> bytes:
     """The bytes of a regular file; FileRefused for anything else or anything too big.
     O_NOFOLLOW refuses a symlink put in the file's place, O_NONBLOCK keeps a FIFO from
-    hanging the reader, and fstat checks what was actually opened."""
+    hanging the reader, and fstat checks what was actually opened. name: how the file is
+    called in the errors (its name in the inbox, not its claimed name)."""
+    name = name or path.name
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
         kind = describe_kind(os.lstat(path).st_mode) if path.is_symlink() else exc.strerror
-        raise FileRefused("FILE_REFUSED", f"cannot open {path.name}: {kind}") from None
+        raise FileRefused("FILE_REFUSED", f"cannot open {name}: {kind}") from None
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise FileRefused("FILE_REFUSED", f"{path.name} is {describe_kind(info.st_mode)}, not a regular file")
+            raise FileRefused("FILE_REFUSED", f"{name} is {describe_kind(info.st_mode)}, not a regular file")
         if info.st_size > max_bytes:
-            raise FileRefused("FILE_TOO_LARGE", f"{path.name} is {info.st_size} bytes, the inbox takes at most {max_bytes}")
+            raise FileRefused("FILE_TOO_LARGE", f"{name} is {info.st_size} bytes, the inbox takes at most {max_bytes}")
         chunks, total = [], 0
         while True:
             chunk = os.read(fd, CHUNK)
@@ -67,7 +69,7 @@ def read_regular(path: Path, max_bytes: int) -> bytes:
                 break
             total += len(chunk)
             if total > max_bytes:  # it grew while being read
-                raise FileRefused("FILE_TOO_LARGE", f"{path.name} passed {max_bytes} bytes while being read")
+                raise FileRefused("FILE_TOO_LARGE", f"{name} passed {max_bytes} bytes while being read")
             chunks.append(chunk)
         return b"".join(chunks)
     finally:
@@ -145,6 +147,8 @@ def unzip(data: bytes, cap: int, name: str) -> list[Part]:
                         raise FileRefused("DECOMPRESSED_TOO_LARGE",
                                           f"{name} decompresses to more than {cap} bytes (max_decompressed_bytes)")
                     chunks.append(chunk)
+        # What zipfile raises for a damaged member (BadZipFile, zlib.error), a compression
+        # method it lacks (NotImplementedError) and an encrypted member (RuntimeError).
         except (zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError) as exc:
             raise FileRefused("FILE_FORMAT", f"{name}: member {member.filename!r} cannot be read: {exc}") from None
         parts.append(Part(f"{name}:{member.filename}", b"".join(chunks)))

@@ -19,14 +19,13 @@ import hashlib
 import json
 import os
 import socket
-import stat
 import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from adapters.filedrop.files import FileRefused, Part, describe_kind, read_regular, unpack
+from adapters.filedrop.files import FileRefused, Part, read_regular, unpack
 from adapters.filedrop.readers import Record, RecordReader
 from bus.acceptance import Acceptance, Refused
 from bus.config import InboxSettings
@@ -137,11 +136,10 @@ class Inbox:
         except FileNotFoundError:
             return None
         self._observed.pop(name, None)
-        for extra in (SIDECAR,):
-            try:
-                os.rename(self.dir / (name + extra), target.with_name(target.name + extra))
-            except FileNotFoundError:
-                pass
+        try:
+            os.rename(self.dir / (name + SIDECAR), target.with_name(target.name + SIDECAR))
+        except FileNotFoundError:
+            pass
         if self.settings.complete == "marker":
             try:
                 os.unlink(self.dir / (name + MARKER))
@@ -215,14 +213,7 @@ class Inbox:
 
     def _read_and_accept(self, claimed: Path, outcome: FileOutcome) -> None:
         settings = self.settings
-        try:
-            info = os.lstat(claimed)
-        except FileNotFoundError:
-            raise FileRefused("FILE_REFUSED", f"{outcome.name} vanished after it was taken") from None
-        if not _is_regular(info.st_mode):
-            raise FileRefused("FILE_REFUSED", f"{outcome.name} is {describe_kind(info.st_mode)}, not a regular file; "
-                                              "an inbox takes only files written into it")
-        data = read_regular(claimed, settings.max_file_bytes)
+        data = read_regular(claimed, settings.max_file_bytes, outcome.name)  # refuses all but a regular file
         outcome.bytes = len(data)
         outcome.sha256 = hashlib.sha256(data).hexdigest()
         self._check_sidecar(claimed, outcome)
@@ -339,10 +330,6 @@ def _free_name(folder: Path, name: str) -> Path:
         target = folder / f"{name}.{counter}"
         counter += 1
     return target
-
-
-def _is_regular(mode: int) -> bool:
-    return stat.S_ISREG(mode)
 
 
 def _alive(pid: int) -> bool:

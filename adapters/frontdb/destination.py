@@ -13,9 +13,6 @@ from bus.database import make_engine
 from bus.errors import ConfigError, DeliveryError, RejectedMessage
 from routes.destinations import Destination, Outgoing
 from schemas.hardened import HardenedParser
-from schemas.namespaces import ENVELOPE
-
-_BODY = f"{{{ENVELOPE}}}Body"
 
 
 class FrontDbDestination(Destination):
@@ -61,8 +58,8 @@ class FrontDbDestination(Destination):
         except RejectedMessage as exc:
             raise DeliveryError(f"{self.name}: the payload is not XML: {exc}", code="TRANSFORM_FAILED",
                                 permanent=True) from None
-        body = root.find(f"{_BODY}/*") if root.tag == f"{{{ENVELOPE}}}Envelope" else root
-        if body is None or body.tag != f"{{{self.mapping.namespace}}}{self.mapping.type}":
+        body = self.mapping.body_in(root)
+        if body is None:
             raise DeliveryError(f"{self.name} takes {self.mapping.type} messages, not {item.type}",
                                 code="TRANSFORM_FAILED", permanent=True)
         row = {k.lower(): v for k, v in self.mapping.to_row(body).items()}

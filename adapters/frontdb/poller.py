@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import MetaData, Table, bindparam, select, update
+from sqlalchemy import MetaData, Table, bindparam, func, select, update
 from sqlalchemy.exc import NoSuchTableError, SQLAlchemyError
 
 from adapters.mapping import RecordError, RecordMapping, load_mapping, message_id_for
@@ -140,8 +140,6 @@ class FrontDbPoller:
 
     def counts(self) -> dict[str, dict[str, int]]:
         """Rows per table by syncsign, for `huitong frontdb status`."""
-        from sqlalchemy import func
-
         out = {}
         for front in self.tables:
             table = front.reflect(self.engine)

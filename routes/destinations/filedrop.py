@@ -21,7 +21,6 @@ from pathlib import Path
 
 from bus.errors import DeliveryError, HuitongError
 from routes.destinations import Destination, Outgoing
-from schemas.namespaces import ENVELOPE
 
 
 class FileDropDestination(Destination):
@@ -164,29 +163,19 @@ class _CsvWriter:
             root = self.parser.parse(item.payload)
         except HuitongError as exc:
             raise DeliveryError(f"the payload is not XML: {exc}", code="TRANSFORM_FAILED", permanent=True) from None
-        body = root.find(f"{{{ENVELOPE}}}Body/*")
-        if body is None or body.tag != f"{{{self.mapping.namespace}}}{self.mapping.type}":
+        body = self.mapping.body_in(root)
+        if body is None:
             raise DeliveryError(f"mapping {self.mapping.name} writes {self.mapping.type}, not {item.type}",
                                 code="TRANSFORM_FAILED", permanent=True)
-        row = self.mapping.to_row(body)
         text = io.StringIO(newline="")
         writer = csv.writer(text, delimiter=self.mapping.csv.get("delimiter", ","), lineterminator="\r\n")
         writer.writerow(self.mapping.columns)
-        writer.writerow(["" if row.get(c) is None else _cell(row[c], self.mapping, c) for c in self.mapping.columns])
+        writer.writerow(self.mapping.to_text_row(body))
         try:
             return text.getvalue().encode(self.encoding)
         except UnicodeEncodeError as exc:
             raise DeliveryError(f"{exc.object[exc.start:exc.end]!r} cannot be written in {self.encoding}",
                                 code="TRANSFORM_FAILED", permanent=True) from None
-
-
-def _cell(value, mapping, column: str) -> str:
-    spec = next(f for f in mapping.fields if f.column == column)
-    if isinstance(value, dt.datetime) and spec.datetime:
-        return value.strftime(spec.datetime)
-    if isinstance(value, dt.date) and spec.date:
-        return value.strftime(spec.date)
-    return str(value)
 
 
 def _load_syncfs():
