@@ -149,24 +149,30 @@ def db():
 @config_option
 def db_upgrade(config_path):
     """Upgrade the exchange-log database to this release's schema."""
-    from bus.database import current_revision, make_engine, upgrade
+    from bus.database import current_revisions, make_engine, upgrade
 
     settings = _settings(config_path)
     engine = make_engine(settings.effective_database_url)
-    before = current_revision(engine)
+    before = current_revisions(engine)
     upgrade(engine)
-    click.echo(f"database {_safe_url(settings.effective_database_url)}: {before or 'empty'} -> {current_revision(engine)}")
+    click.echo(f"database {_safe_url(settings.effective_database_url)}: {_revisions(before)} -> "
+               f"{_revisions(current_revisions(engine))}")
 
 
 @db.command("current")
 @config_option
 def db_current(config_path):
     """Show the database's schema revision and this release's."""
-    from bus.database import current_revision, head_revision, make_engine
+    from bus.database import current_revisions, head_revisions, make_engine
 
     settings = _settings(config_path)
     engine = make_engine(settings.effective_database_url)
-    click.echo(f"current {current_revision(engine) or 'empty'}, release needs {head_revision()}")
+    click.echo(f"current {_revisions(current_revisions(engine))}, release needs {_revisions(head_revisions())}")
+
+
+def _revisions(revisions) -> str:
+    """One revision per migration branch (exchange log, catalog, ...), or 'empty'."""
+    return ", ".join(sorted(revisions)) or "empty"
 
 
 @main.group(name="log")

@@ -7,12 +7,14 @@ import json
 import click
 
 from bus.errors import HuitongError
-from schemas.namespaces import MESSAGE_TYPES
+from bus.systems import GRANTS
 
 config_option = click.option("--config", "config_path", type=click.Path(dir_okay=False),
                              help="YAML configuration file (default: $HUITONG_CONFIG, else the embedded default).")
-grant_option = click.option("--grant", "grants", multiple=True, type=click.Choice(list(MESSAGE_TYPES)),
-                            help="A message type the system may send; repeat for several.")
+grant_option = click.option("--grant", "grants", multiple=True, type=click.Choice(list(GRANTS)),
+                            help="A message type the system may send, FORWARD (another hub), or a registry "
+                                 "it may read (READ_ENTERPRISE, READ_PERSON, READ_PROJECT, READ_SERVICE_ITEM; "
+                                 "UNMASK shows ids and phones whole); repeat for several.")
 
 
 def _registry(config_path):

@@ -150,6 +150,18 @@ class AdapterSettings(Section):
     max_unpublished: int = Field(100_000, ge=100)
 
 
+class CatalogSettings(Section):
+    """The shared registries (catalog/)."""
+    # Per registry and field, the systems authoritative for it, most authoritative first
+    # (fnmatch patterns); merged over the shipped catalog/authority.yaml.
+    authority: dict[str, dict[str, list[str]]] = {}
+    # Longest answer of a name search (REST, SOAP, CLI).
+    max_search_results: int = Field(100, ge=1, le=10_000)
+    # The REST API takes HTTP Basic credentials (system id and secret) only over TLS
+    # (https, or a proxy's X-Forwarded-Proto: https), unless this allows plain HTTP.
+    allow_http: bool = False
+
+
 class LoggingSettings(Section):
     level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
     format: str = Field("auto", pattern="^(auto|json|console)$")
@@ -174,6 +186,7 @@ class Settings(Section):
     adapters: AdapterSettings = AdapterSettings()
     inboxes: dict[str, InboxSettings] = {}  # name -> inbox directory of a department system
     frontdb: dict[str, FrontDbSettings] = {}  # name -> front database of a department system
+    catalog: CatalogSettings = CatalogSettings()
     # Key that encrypts system secrets at rest (Fernet, urlsafe base64 of 32 bytes). Empty: a key
     # file under state_dir is created on first use; several hosts must share one key.
     secret_key: str = ""

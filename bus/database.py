@@ -2,6 +2,7 @@
 database itself and refuses to start on an older schema it was told not to touch."""
 from __future__ import annotations
 
+from importlib.metadata import entry_points
 from pathlib import Path
 
 from alembic import command
@@ -39,31 +40,44 @@ def make_engine(url: str, *, synchronous: str = "FULL") -> Engine:
     return create_engine(parsed, pool_size=10, max_overflow=10, pool_recycle=1800)
 
 
-def alembic_config(engine: Engine) -> Config:
+def version_locations() -> list[str]:
+    """The exchange log's migrations, then each plug-in package's own branch (e.g. the
+    catalog's registries), found through the `huitong.migrations` entry points."""
+    return [str(MIGRATIONS / "versions"), *(str(branch.VERSIONS) for branch in migration_branches())]
+
+
+def migration_branches() -> list:
+    """Modules with VERSIONS (a folder of Alembic scripts) and METADATA (their tables)."""
+    return [ep.load() for ep in sorted(entry_points(group="huitong.migrations"), key=lambda ep: ep.name)]
+
+
+def alembic_config(engine: Engine | None = None) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("version_locations", " ".join(version_locations()))
+    config.set_main_option("path_separator", "space")
     config.attributes["engine"] = engine
     return config
 
 
-def head_revision() -> str:
-    return ScriptDirectory(str(MIGRATIONS)).get_current_head()
+def head_revisions() -> frozenset[str]:
+    return frozenset(ScriptDirectory.from_config(alembic_config()).get_heads())
 
 
-def current_revision(engine: Engine) -> str | None:
+def current_revisions(engine: Engine) -> frozenset[str]:
     with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        return frozenset(MigrationContext.configure(conn).get_current_heads())
 
 
 def upgrade(engine: Engine) -> None:
-    command.upgrade(alembic_config(engine), "head")
+    command.upgrade(alembic_config(engine), "heads")
 
 
 _MIGRATION_LOCK = 0x4875_6974  # pg advisory lock key ("Huit"): one upgrader at a time
 
 
 def ensure_schema(engine: Engine, *, auto_upgrade: bool) -> None:
-    current, head = current_revision(engine), head_revision()
+    current, head = current_revisions(engine), head_revisions()
     if current == head:
         return
     if auto_upgrade:
@@ -75,12 +89,13 @@ def ensure_schema(engine: Engine, *, auto_upgrade: bool) -> None:
         with engine.connect() as conn:
             conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _MIGRATION_LOCK})
             try:
-                if current_revision(engine) != head:
+                if current_revisions(engine) != head:
                     upgrade(engine)
             finally:
                 conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _MIGRATION_LOCK})
                 conn.commit()
         return
     raise SchemaOutdated(
-        f"database schema is at {current or 'nothing'}, this release needs {head}: "
+        f"database schema is at {', '.join(sorted(current)) or 'nothing'}, this release needs "
+        f"{', '.join(sorted(head))}: "
         "run `huitong db upgrade`")

@@ -67,6 +67,16 @@ CODES: dict[str, str] = {
     "FILE_CHECKSUM": "the file does not match its .sha256 sidecar",
     "FILE_FORMAT": "the file is not in the inbox's format",
     "FRONTDB_UNAVAILABLE": "the front database cannot be read or written",
+    # the shared registries (catalog)
+    "READ_NOT_GRANTED": "the caller may not read this registry (grants READ_ENTERPRISE, READ_PERSON, ...)",
+    "UNAUTHENTICATED": "the request carries no valid credentials of a registered, enabled system",
+    "CATALOG_UNSUPPORTED": "the catalog takes registry and case messages only",
+    "KEY_MISSING": "a record's key (USCC, citizen id, project code, item code and version) is empty",
+    "FIELD_REQUIRED": "a field a new record needs is empty",
+    "VALUE_INVALID": "a value is not one of the allowed ones",
+    "DATE_FORMAT": "not a date (YYYY-MM-DD)",
+    "NUMBER_FORMAT": "not a number, or not a non-negative amount",
+    "PHONE_FORMAT": "not a phone number",
     # runtime
     "CONFIG_INVALID": "the configuration is wrong",
     "SCHEMA_OUTDATED": "the database schema is older than this release",

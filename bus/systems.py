@@ -64,13 +64,18 @@ def check_system_id(system_id: str) -> None:
 # Not a message type: the system is another hub, which relays messages of other systems
 # (their Source stays theirs); its message-type grants still apply.
 FORWARD = "FORWARD"
+# Reading the shared registries (catalog queries through SOAP and REST). Person data is the
+# most restricted: READ_PERSON is its own grant, and ids and phones stay masked without UNMASK.
+READ_GRANTS = ("READ_ENTERPRISE", "READ_PERSON", "READ_PROJECT", "READ_SERVICE_ITEM")
+UNMASK = "UNMASK"
+GRANTS = (*MESSAGE_TYPES, FORWARD, *READ_GRANTS, UNMASK)
 
 
 def check_grants(grants) -> frozenset[str]:
-    unknown = sorted(set(grants) - MESSAGE_TYPES.keys() - {FORWARD})
+    unknown = sorted(set(grants) - set(GRANTS))
     if unknown:
-        raise RegistryError(f"unknown grant(s) {', '.join(unknown)}; "
-                            f"known: {', '.join(MESSAGE_TYPES)} and {FORWARD} (for another hub)")
+        raise RegistryError(f"unknown grant(s) {', '.join(unknown)}; known: {', '.join(MESSAGE_TYPES)}, "
+                            f"{FORWARD} (for another hub), {', '.join(READ_GRANTS)} and {UNMASK} (registries)")
     return frozenset(grants)
 
 

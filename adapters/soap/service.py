@@ -4,6 +4,7 @@ By the time an operation runs, adapters.soap.gateway has parsed the request thro
 hardened parser and authenticated the system; the operation finds both in the WSGI environ."""
 from __future__ import annotations
 
+from importlib.metadata import entry_points
 
 from spyne import Application, Fault, Unicode, rpc
 from spyne.model.fault import Fault as SpyneFault
@@ -113,9 +114,16 @@ class GuardedApplication(Application):
             raise Fault(fault.faultcode, fault.text) from None
 
 
+def services() -> list:
+    """The exchange operations, and those other packages add to the same endpoint (the
+    catalog's queries) through the `huitong.soap.services` entry points."""
+    extra = [ep.load() for ep in sorted(entry_points(group="huitong.soap.services"), key=lambda ep: ep.name)]
+    return [ExchangeService, *extra]
+
+
 def application() -> Application:
-    return GuardedApplication([ExchangeService], tns=t.NS, name="HuitongExchange",
+    return GuardedApplication(services(), tns=t.NS, name="HuitongExchange",
                               in_protocol=PreparsedSoap11(validator=None), out_protocol=Soap11())
 
 
-OPERATIONS = frozenset(ExchangeService.public_methods)
+OPERATIONS = frozenset(name for service in services() for name in service.public_methods)

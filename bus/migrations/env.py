@@ -2,10 +2,11 @@
 from alembic import context
 from sqlalchemy import create_engine
 
+from bus.database import migration_branches
 from bus.models import Base
 
 config = context.config
-target_metadata = Base.metadata
+target_metadata = [Base.metadata, *(branch.METADATA for branch in migration_branches())]
 
 
 def run_offline() -> None:
