@@ -110,8 +110,8 @@ def _convert(cls, data: dict):
             value = [Source(field=f, system=s["system"], messageId=s["message_id"],
                             at=dt.datetime.fromisoformat(s["at"])) for f, s in value.items()]
         elif name in _ARRAYS:
-            value = [_convert(_ARRAYS[name], {k: v if isinstance(v, str) else str(v) for k, v in item.items()})
-                     for item in value]
+            value = [_convert(_ARRAYS[name], {k: v if isinstance(v, str) or v is None else str(v)
+                                              for k, v in item.items()}) for item in value]
         elif kind in _PARSE:
             value = _PARSE[kind](value)
         values[name] = value
