@@ -8,9 +8,13 @@ running the same file again changes nothing."""
 from __future__ import annotations
 
 import csv
+import gc
 import hashlib
 import io
 import json
+import queue
+import re
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -23,6 +27,7 @@ from catalog.store import CatalogStore, Tally, utcnow
 from schemas import identifiers as ids
 
 ENCODINGS = ("utf-8", "gbk", "gb18030")
+_SURROGATES = re.compile("[\udc80-\udcff]")  # bytes surrogateescape could not decode
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +99,8 @@ def read_rows(record_type: RecordType, path: Path, encoding: str,
             raise ImportRefused(f"{path.name} has no {', '.join(missing)} column; the header is "
                                 f"{', '.join(header)}; known columns: {', '.join(f.name for f in record_type.all_fields)}")
         fields = {f.name: f for f in record_type.all_fields}
+        parsers = [None if name is None else _json_list if fields[name].kind == "list" else fields[name].parse
+                   for name in columns]
         while True:
             try:
                 cells = next(reader)
@@ -108,17 +115,13 @@ def read_rows(record_type: RecordType, path: Path, encoding: str,
                 continue
             report.rows += 1
             values, problems = {}, []
-            for name, cell in zip(columns, cells):
-                if name is None:
+            if _SURROGATES.search("".join(cells)) is not None:
+                problems = [RowError(line, name, "ENCODING", f"bytes that are not {encoding}")
+                            for name, cell in zip(columns, cells) if name and _SURROGATES.search(cell)]
+            for name, parse, cell in zip(columns, parsers, cells):
+                if parse is None:
                     continue
-                if any("\udc80" <= ch <= "\udcff" for ch in cell):
-                    problems.append(RowError(line, name, "ENCODING", f"bytes that are not {encoding}"))
-                    continue
-                f = fields[name]
-                if f.kind == "list":
-                    value, problem = _json_list(cell)
-                else:
-                    value, problem = f.parse(cell)
+                value, problem = parse(cell)
                 if problem:
                     problems.append(RowError(line, name, *problem))
                 values[name] = value
@@ -182,24 +185,62 @@ def import_csv(store: CatalogStore, record_type: RecordType, path: Path, *, enco
     report = ImportReport()
     digest = file_digest(path)[:16]
     now = utcnow()
+    # One origin for the whole file: the system whose authority it carries, the file (by its
+    # digest) and the time of the import. A record's key finds its row in the file.
+    origin = Origin.of(system, f"import:{digest}", now)
+
+    # Reading and checking rows is Python work; writing a batch is mostly the database's.
+    # A writer thread takes each batch while the next one is read, so the two overlap.
+    batches: queue.Queue = queue.Queue(maxsize=2)
+    failure: list[BaseException] = []
+    lock = threading.Lock()
+
+    def write() -> None:
+        while (batch := batches.get()) is not None:
+            if failure:
+                continue
+            try:
+                tally = store.transaction(lambda conn: store.write_offers(conn, record_type, batch, now))
+                with lock:
+                    report.tally.add(tally)
+                    report.accepted += len(batch)
+            except BaseException as exc:  # handed to the reading thread, which raises it
+                failure.append(exc)
+
+    # Two writers, each with its own connection: while one waits for the database the other
+    # prepares its batch. Batches rarely share a key; when they do, the loser's transaction
+    # fails on the duplicate and is retried, finding the record.
+    writers = [threading.Thread(target=write, name=f"catalog-import-writer-{i}", daemon=True) for i in range(2)]
+    for writer in writers:
+        writer.start()
+    # Millions of small dicts and no reference cycles: the cyclic collector would only walk
+    # the growing heap again and again (a third of the import's time).
+    collecting = gc.isenabled()
+    gc.disable()
     batch: list = []
-
-    def flush() -> None:
-        if batch:
-            tally = store.transaction(lambda conn: store.write_offers(conn, record_type, batch, now))
-            report.tally.add(tally)
-            report.accepted += len(batch)
-            batch.clear()
-
     seen = 0
-    for line, key, values in read_rows(record_type, path, encoding, report):
-        batch.append((key, values, Origin.of(system, f"import:{digest}:{line}", now)))
-        if len(batch) >= batch_size:
-            flush()
-        if progress and report.rows - seen >= 1000:
-            progress(report.rows - seen)
-            seen = report.rows
-    flush()
+    try:
+        for _line, key, values in read_rows(record_type, path, encoding, report):
+            batch.append((key, values, origin))
+            if len(batch) >= batch_size:
+                batches.put(batch)
+                batch = []
+                if failure:
+                    break
+            if progress and report.rows - seen >= 1000:
+                progress(report.rows - seen)
+                seen = report.rows
+        if batch and not failure:
+            batches.put(batch)
+    finally:
+        for writer in writers:
+            batches.put(None)
+        for writer in writers:
+            writer.join()
+        if collecting:
+            gc.enable()
+    if failure:
+        raise failure[0]
     if progress:
         progress(report.rows - seen)
     return report

@@ -10,7 +10,7 @@ import datetime as dt
 import decimal
 from typing import Any, Optional
 
-from sqlalchemy import JSON, Date, Index, Integer, MetaData, Numeric, String, Text
+from sqlalchemy import JSON, Boolean, Date, Index, Integer, MetaData, Numeric, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from bus.models import NAMING, SeqType, UtcDateTime
@@ -29,14 +29,19 @@ class GoldenRecord:
     """Columns every registry record has besides its own fields."""
 
     sources: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # False until the record is first changed: until then its row is its creation (values and
+    # sources as created), so the CREATED entry of its history is written only at the first
+    # change, from the row as it was. A bulk import writes one row per record, not two.
+    history_written: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
     updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
 
 
 class Enterprise(GoldenRecord, Base):
     __tablename__ = "catalog_enterprises"
-    __table_args__ = (Index("ix_catalog_enterprises_name", "name"),
-                      Index("ix_catalog_enterprises_region_code", "region_code"))
+    # Name search walks this index (a region is a filter on it); no other index, since every
+    # one costs each of a million imported rows.
+    __table_args__ = (Index("ix_catalog_enterprises_name", "name"),)
 
     uscc: Mapped[str] = mapped_column(String(18), primary_key=True)
     name: Mapped[Optional[str]] = mapped_column(NameType)

@@ -20,6 +20,7 @@ from bus.systems import UNMASK
 from catalog.merge import origin_of
 from catalog.models import CaseIndex, CaseLink, Change, Conflict, Enterprise, Registration
 from catalog.registries import ENTERPRISE, RECORD_TYPES, RecordType
+from catalog.store import creation_entry
 
 log = get_logger("huitong.catalog")
 READ_GRANTS = frozenset(t.read_grant for t in RECORD_TYPES.values())
@@ -180,11 +181,17 @@ class CatalogQueries:
     def history(self, reader: Reader, record_type: RecordType, key: tuple[str, ...]) -> list[dict[str, Any]]:
         reader.require(record_type)
         key_text = record_type.key_text(key)
+        model = record_type.model
         with self.engine.connect() as conn:
+            record = conn.execute(select(model.__table__).where(
+                and_(*(getattr(model, f.name) == value for f, value in zip(record_type.keys, key))))).mappings().first()
             rows = conn.execute(select(Change.__table__).where(
                 Change.record_type == record_type.name, Change.key == key_text).order_by(Change.id)).mappings().all()
-        if not rows:
-            raise NotFound(f"no history of {record_type.name} {self._shown_key(reader, record_type, key)}")
+        if record is None:
+            raise NotFound(f"no {record_type.name} {self._shown_key(reader, record_type, key)} in the registry")
+        if not record["history_written"]:  # never changed: the row is its creation
+            values = {f.name: f.plain(record[f.name]) for f in record_type.fields if record[f.name] is not None}
+            rows = [{"id": 0, **creation_entry(record_type, key_text, values, record["sources"], record["created_at"])}]
         out = []
         for row in rows:
             changes = {name: [self._shown(reader, record_type.field(name).personal, v) for v in pair]

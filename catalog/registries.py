@@ -63,6 +63,8 @@ class Field:
         text = text.strip()
         if not text:
             return None, None
+        if self.kind == "text" and self.check is None:
+            return text, None
         if self.check:
             problem = self.check(text)
             if problem:

@@ -107,16 +107,16 @@ def upgrade() -> None:
     sa.Column('address', sa.Text(), nullable=True),
     sa.Column('region_code', sa.String(length=6), nullable=True),
     sa.Column('status', sa.String(length=12), nullable=True),
-    sa.Column('qualifications', sa.JSON(), nullable=True),
-    sa.Column('credit_records', sa.JSON(), nullable=True),
+    sa.Column('qualifications', sa.JSON(none_as_null=True), nullable=True),
+    sa.Column('credit_records', sa.JSON(none_as_null=True), nullable=True),
     sa.Column('sources', sa.JSON(), nullable=False),
+    sa.Column('history_written', sa.Boolean(), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('uscc', name=op.f('pk_catalog_enterprises'))
     )
     with op.batch_alter_table('catalog_enterprises', schema=None) as batch_op:
         batch_op.create_index('ix_catalog_enterprises_name', ['name'], unique=False)
-        batch_op.create_index('ix_catalog_enterprises_region_code', ['region_code'], unique=False)
 
     op.create_table('catalog_persons',
     sa.Column('citizen_id', sa.String(length=18), nullable=False),
@@ -126,6 +126,7 @@ def upgrade() -> None:
     sa.Column('address', sa.Text(), nullable=True),
     sa.Column('phone', sa.String(length=20), nullable=True),
     sa.Column('sources', sa.JSON(), nullable=False),
+    sa.Column('history_written', sa.Boolean(), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('citizen_id', name=op.f('pk_catalog_persons'))
@@ -138,6 +139,7 @@ def upgrade() -> None:
     sa.Column('total_investment', sa.Numeric(precision=18, scale=4), nullable=True),
     sa.Column('status', sa.String(length=20), nullable=True),
     sa.Column('sources', sa.JSON(), nullable=False),
+    sa.Column('history_written', sa.Boolean(), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('project_code', name=op.f('pk_catalog_projects'))
@@ -170,9 +172,10 @@ def upgrade() -> None:
     sa.Column('statutory_days', sa.Integer(), nullable=True),
     sa.Column('promised_days', sa.Integer(), nullable=True),
     sa.Column('case_type', sa.String(length=12), nullable=True),
-    sa.Column('fees', sa.JSON(), nullable=True),
-    sa.Column('materials', sa.JSON(), nullable=True),
+    sa.Column('fees', sa.JSON(none_as_null=True), nullable=True),
+    sa.Column('materials', sa.JSON(none_as_null=True), nullable=True),
     sa.Column('sources', sa.JSON(), nullable=False),
+    sa.Column('history_written', sa.Boolean(), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('code', 'version', name=op.f('pk_catalog_service_items'))
@@ -191,7 +194,6 @@ def downgrade() -> None:
     op.drop_table('catalog_projects')
     op.drop_table('catalog_persons')
     with op.batch_alter_table('catalog_enterprises', schema=None) as batch_op:
-        batch_op.drop_index('ix_catalog_enterprises_region_code')
         batch_op.drop_index('ix_catalog_enterprises_name')
 
     op.drop_table('catalog_enterprises')
