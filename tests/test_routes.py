@@ -13,7 +13,10 @@ from pathlib import Path
 import pytest
 from kombu import Connection
 
+from sqlalchemy import select
+
 from bus.topology import dead_queue_name
+from catalog.models import CaseIndex
 from tests.conftest import ROOT, create_database, drop_database
 from tests.helpers.department import Department
 from tests.helpers.routing import (DEMO_ROUTES, SECRET, ZJJ_SYSTEM, construction_case, detail, events,
@@ -65,7 +68,7 @@ def test_a_pushed_case_reaches_the_department_through_xpath_and_xslt(backend, tm
     config = write_config(tmp_path, backend, routes_dir=DEMO_ROUTES, destinations={
         "fgw-tzxm": fgw(department), "city-hub": {"type": "hub", "url": "http://127.0.0.1:9/ws/exchange",
                                                   "username": "320382.dsjj.hub", "secret": "sample"},
-        "archive-ferry": {"type": "filedrop", "dir": str(tmp_path / "ferry")}})
+        "archive-ferry": {"type": "filedrop", "dir": str(tmp_path / "ferry")}, "registries": {"type": "catalog"}})
     hub = RunningHub(settings_from(config))
     try:
         wanted_id, wanted = construction_case()
@@ -276,14 +279,17 @@ def test_results_go_up_to_the_city_hub_which_keeps_the_original_source(backend, 
     config = write_config(tmp_path, backend, routes_dir=DEMO_ROUTES, destinations={
         "fgw-tzxm": fgw(department),
         "city-hub": {"type": "hub", "url": city.url, "username": "320382.dsjj.hub", "secret": HUB_SECRET},
-        "archive-ferry": {"type": "filedrop", "dir": str(tmp_path / "archive")}})
+        "archive-ferry": {"type": "filedrop", "dir": str(tmp_path / "archive")}, "registries": {"type": "catalog"}})
     county = RunningHub(settings_from(config))
     try:
         [(message_id, data)] = case_results(1)
         assert zeep_push(county, data, system=SCJG_SYSTEM).status == "ACCEPTED"
-        delivered = wait_for(lambda: len(events(county.hub.engine, "DELIVERED", "county-results-to-city")) == 2
+        delivered = wait_for(lambda: len(events(county.hub.engine, "DELIVERED", "county-results-to-city")) == 3
                              and events(county.hub.engine, "DELIVERED", "county-results-to-city"))
         by_destination = {detail(e)["destination"]: detail(e) for e in delivered}
+        # The registries' case index has the result (this route or cases-to-registries applied it; once).
+        with county.hub.engine.connect() as conn:
+            assert conn.execute(select(CaseIndex.status, CaseIndex.result)).all() == [("FINISHED", "APPROVED")]
         assert by_destination["city-hub"]["reply"]["status"] == "ACCEPTED"
         assert by_destination["archive-ferry"]["file"] == f"CaseResult-{message_id}.xml"
         assert city.hub.log.find_receipt(SCJG_SYSTEM, message_id).receipt_id == \
