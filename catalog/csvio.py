@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from catalog.merge import Origin
 from catalog.registries import RecordType
@@ -241,6 +241,11 @@ def import_csv(store: CatalogStore, record_type: RecordType, path: Path, *, enco
             gc.enable()
     if failure:
         raise failure[0]
+    if store.postgres and report.tally.created + report.tally.updated >= 10_000:
+        # A table that grew by a large import has stale planner statistics until autovacuum
+        # comes by: a name search would scan instead of walking the name index.
+        with store.engine.begin() as conn:
+            conn.execute(text(f"ANALYZE {record_type.model.__tablename__}"))
     if progress:
         progress(report.rows - seen)
     return report

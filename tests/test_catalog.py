@@ -16,7 +16,7 @@ from bus.database import make_engine, upgrade
 from bus.models import Event
 from catalog.authority import Authority
 from catalog.feed import read_message
-from catalog.models import CaseLink, Conflict, Enterprise, Person
+from catalog.models import Conflict, Enterprise, Person
 from catalog.queries import CatalogQueries, ReadNotGranted, Reader
 from catalog.registries import ENTERPRISE, PERSON, PROJECT
 from catalog.store import CatalogStore

@@ -90,10 +90,10 @@ def test_an_unknown_destination_type_and_bad_options_are_named(tmp_path):
 def test_the_demo_routes_check_list_and_show():
     checked = run("routes", "check", "--config", str(DEMO_CONFIG))
     assert checked.returncode == 0, checked.stderr
-    assert "2 route(s) and 3 destination(s) are fine" in checked.stdout
+    assert "3 route(s) and 4 destination(s) are fine" in checked.stdout
     listed = run("routes", "list", "--json", "--config", str(DEMO_CONFIG))
     routes = {r["id"]: r for r in map(json.loads, listed.stdout.splitlines())}
-    assert routes["county-results-to-city"]["to"] == ["city-hub", "archive-ferry"]
+    assert routes["county-results-to-city"]["to"] == ["city-hub", "archive-ferry", "registries"]
     assert routes["construction-permits-to-fgw"]["to"] == ["fgw-tzxm"]
     shown = run("routes", "show", "construction-permits-to-fgw", "--config", str(DEMO_CONFIG))
     assert "queue       huitong.route.construction-permits-to-fgw bound with CaseAccepted.*.zjj.*" in shown.stdout
@@ -113,13 +113,13 @@ def test_routes_test_is_a_dry_run_showing_each_destinations_output(tmp_path):
     assert "-> fgw-tzxm via xslt:fgw-project-case.xsl:" in out
     assert "<t:projectCode>2026-320382-47-03-004512</t:projectCode>" in out
     assert f"<t:messageId>{message_id}</t:messageId>" in out
-    assert "1 of 2 route(s) match" in out
+    assert "+ cases-to-registries: matches" in out and "2 of 3 route(s) match" in out
 
     no_project = tmp_path / "no-project.xml"
     no_project.write_bytes(construction_case(project_code=False)[1])
     result = run("routes", "test", str(no_project), "--config", str(DEMO_CONFIG))
     assert "- construction-permits-to-fgw: no match (the when-condition is false)" in result.stdout
-    assert "0 of 2 route(s) match" in result.stdout
+    assert "1 of 3 route(s) match" in result.stdout
 
 
 def test_routes_test_masks_personal_data_unless_asked(tmp_path):
