@@ -51,14 +51,6 @@ def _run(action):
         raise click.ClickException(f"{code}: {exc}") from None
 
 
-def _key(record_type, key: str, version: str | None) -> tuple[str, ...]:
-    field = record_type.keys[0]
-    problem = field.check(key) if field.check else None
-    if problem:
-        raise click.ClickException(f"{problem[0]}: {problem[1]}")
-    return (key, version or "") if len(record_type.keys) > 1 else (key,)
-
-
 def _echo_record(record: dict) -> None:
     sources = record.pop("sources", {})
     cases = record.pop("cases", None)
@@ -93,7 +85,7 @@ def get(config_path, record_type, key, version, as_json, unmask_reason, operator
     from catalog.registries import RECORD_TYPES
     rt = RECORD_TYPES[TYPES[record_type]]
     queries, reader = _queries(config_path, operator, unmask_reason)
-    record = _run(lambda: queries.get(reader, rt, _key(rt, key, version)))
+    record = _run(lambda: queries.get(reader, rt, rt.lookup_key(key, version)))
     if as_json:
         click.echo(json.dumps(record, ensure_ascii=False, indent=2))
     else:
@@ -134,7 +126,7 @@ def history(config_path, record_type, key, version, as_json, unmask_reason, oper
     queries, reader = _queries(config_path, operator, unmask_reason)
     if len(rt.keys) > 1 and not version:
         raise click.UsageError("give the service item's --version")
-    changes = _run(lambda: queries.history(reader, rt, _key(rt, key, version)))
+    changes = _run(lambda: queries.history(reader, rt, rt.lookup_key(key, version)))
     for change in changes:
         if as_json:
             click.echo(json.dumps(change, ensure_ascii=False))

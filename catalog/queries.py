@@ -18,7 +18,7 @@ from bus.masking import mask_text
 from bus.models import Event
 from bus.systems import UNMASK
 from catalog.merge import origin_of
-from catalog.models import CaseIndex, CaseLink, Change, Conflict, Enterprise, Registration
+from catalog.models import CaseIndex, CaseLink, Change, Conflict, Enterprise, Registration, ServiceItem
 from catalog.registries import ENTERPRISE, RECORD_TYPES, RecordType
 from catalog.store import creation_entry
 
@@ -84,8 +84,7 @@ class CatalogQueries:
         return record
 
     def _latest_item(self, conn, code: str) -> tuple[str, str]:
-        versions = conn.execute(select(RECORD_TYPES["service_item"].model.version)
-                                .where(RECORD_TYPES["service_item"].model.code == code)).scalars().all()
+        versions = conn.execute(select(ServiceItem.version).where(ServiceItem.code == code)).scalars().all()
         if not versions:
             return code, ""
         return code, max(versions, key=lambda v: (v.isdigit(), int(v) if v.isdigit() else 0, v))

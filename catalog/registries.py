@@ -8,11 +8,18 @@ import decimal
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from bus.errors import HuitongError
 from schemas import identifiers as ids
 
 from catalog.models import Enterprise, GoldenRecord, Person, Project, ServiceItem
 
 Problem = tuple[str, str] | None
+
+
+class KeyInvalid(HuitongError):
+    """A looked-up key is not a valid identifier; the code is the identifier check's."""
+
+    code = "KEY_MISSING"
 
 
 def _enum(*choices: str) -> Callable[[str], Problem]:
@@ -117,6 +124,15 @@ class RecordType:
         if len(parts) != len(self.keys):
             raise ValueError(f"a {self.name} key is {'@'.join(f.name for f in self.keys)}")
         return parts
+
+    def lookup_key(self, key: str, version: str | None = None) -> tuple[str, ...]:
+        """A key as a caller gives it (URL, SOAP argument, command line), checked as a message's
+        would be; a service item without a version means its latest (an empty version)."""
+        key = key.strip()
+        problem = self.check_key((key, version) if version else (key,))
+        if problem:
+            raise KeyInvalid(problem[1], code=problem[0])
+        return (key, version or "") if len(self.keys) > 1 else (key,)
 
     def check_key(self, key: tuple[str, ...]) -> Problem:
         for field, value in zip(self.keys, key):

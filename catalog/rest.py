@@ -17,7 +17,7 @@ from werkzeug.wrappers import Request, Response
 from bus.logs import get_logger
 from catalog.openapi import openapi_document
 from catalog.queries import CatalogQueries, NotFound, ReadNotGranted, Reader
-from catalog.registries import BY_PLURAL, RecordType
+from catalog.registries import BY_PLURAL, KeyInvalid, RecordType
 
 PREFIX = "/api/v1/catalog"
 log = get_logger("huitong.catalog.rest")
@@ -32,16 +32,6 @@ class Problem(Exception):
 def _json(payload, status: int = 200, headers=None) -> Response:
     return Response(json.dumps(payload, ensure_ascii=False, separators=(",", ":")), status=status,
                     mimetype="application/json", headers=headers)
-
-
-def parse_key(record_type: RecordType, key: str, version: str | None = None) -> tuple[str, ...]:
-    """A key from the URL, checked with the foundation's identifier checks."""
-    parts = (key, version or "") if len(record_type.keys) > 1 else (key,)
-    field = record_type.keys[0]
-    problem = field.check(key) if field.check else (None if key else ("KEY_MISSING", f"{field.name} is empty"))
-    if problem:
-        raise Problem(400, problem[0], problem[1])
-    return parts
 
 
 class CatalogApi:
@@ -76,6 +66,8 @@ class CatalogApi:
         except Problem as problem:
             response = _json({"error": {"code": problem.code, "text": problem.text}}, problem.status,
                              {"WWW-Authenticate": 'Basic realm="huitong"'} if problem.status == 401 else None)
+        except KeyInvalid as exc:
+            response = _json({"error": {"code": exc.code, "text": str(exc)}}, 400)
         except ReadNotGranted as exc:
             response = _json({"error": {"code": exc.code, "text": str(exc)}}, 403)
         except NotFound as exc:
@@ -118,19 +110,19 @@ class CatalogApi:
 
     def _record(self, request, reader, plural, key):
         record_type = self._type(plural)
-        return self.queries.get(reader, record_type, parse_key(record_type, key, request.args.get("version")))
+        return self.queries.get(reader, record_type, record_type.lookup_key(key, request.args.get("version")))
 
     def _cases(self, request, reader, plural, key):
         return {"cases": self._record(request, reader, plural, key).get("cases", [])}
 
     def _history(self, request, reader, plural, key):
         record_type = self._type(plural)
-        key = parse_key(record_type, key, request.args.get("version"))
+        key = record_type.lookup_key(key, request.args.get("version"))
         return {"changes": self.queries.history(reader, record_type, key)}
 
     def _conflicts(self, request, reader, plural, key):
         record_type = self._type(plural)
-        key = parse_key(record_type, key, request.args.get("version"))
+        key = record_type.lookup_key(key, request.args.get("version"))
         return {"conflicts": self.queries.conflicts(reader, record_type, key)}
 
     def _all_conflicts(self, request, reader):

@@ -12,7 +12,7 @@ from spyne import Array, ComplexModel, Date, DateTime, Decimal, Fault, Integer, 
 from spyne.service import Service
 
 from catalog.queries import CatalogQueries, NotFound, ReadNotGranted, Reader
-from catalog.registries import ENTERPRISE, PERSON, PROJECT, SERVICE_ITEM, RecordType
+from catalog.registries import ENTERPRISE, PERSON, PROJECT, SERVICE_ITEM, KeyInvalid, RecordType
 
 NS = "urn:huitong:exchange:1"
 Required = {"min_occurs": 1, "nillable": False}
@@ -128,15 +128,11 @@ def _queries(ctx) -> tuple[CatalogQueries, Reader]:
     return queries, Reader(system.id, system.grants)
 
 
-def _get(ctx, record_type: RecordType, key: tuple[str, ...], cls):
-    field = record_type.keys[0]
-    problem = field.check(key[0]) if field.check else (None if key[0] else ("KEY_MISSING", f"{field.name} is empty"))
-    if problem:
-        raise Fault(f"Client.{problem[0]}", problem[1])
+def _get(ctx, record_type: RecordType, key: str, cls, version: str | None = None):
     queries, reader = _queries(ctx)
     try:
-        return _convert(cls, queries.get(reader, record_type, key))
-    except (ReadNotGranted, NotFound) as exc:
+        return _convert(cls, queries.get(reader, record_type, record_type.lookup_key(key, version)))
+    except (KeyInvalid, ReadNotGranted, NotFound) as exc:
         raise Fault(f"Client.{exc.code}", str(exc)) from None
 
 
@@ -144,23 +140,23 @@ class CatalogQueryService(Service):
     @rpc(Unicode(**Required), _returns=EnterpriseInfo)
     def QueryEnterprise(ctx, uscc):
         """企业库: the enterprise with this USCC, with its application history. Needs READ_ENTERPRISE."""
-        return _get(ctx, ENTERPRISE, (uscc.strip(),), EnterpriseInfo)
+        return _get(ctx, ENTERPRISE, uscc, EnterpriseInfo)
 
     @rpc(Unicode(**Required), _in_arg_names={"citizen_id": "citizenId"}, _returns=PersonInfo)
     def QueryPerson(ctx, citizen_id):
         """人员库: the person with this citizen id. Needs READ_PERSON; masked without UNMASK."""
-        return _get(ctx, PERSON, (citizen_id.strip(),), PersonInfo)
+        return _get(ctx, PERSON, citizen_id, PersonInfo)
 
     @rpc(Unicode(**Required), _in_arg_names={"project_code": "projectCode"}, _returns=ProjectInfo)
     def QueryProject(ctx, project_code):
         """项目库: the project with this code and all its approval cases. Needs READ_PROJECT."""
-        return _get(ctx, PROJECT, (project_code.strip(),), ProjectInfo)
+        return _get(ctx, PROJECT, project_code, ProjectInfo)
 
     @rpc(Unicode(**Required), Unicode, _returns=ServiceItemInfo)
     def QueryServiceItem(ctx, code, version):
         """事项库: the service item with this code (the latest version unless one is given).
         Needs READ_SERVICE_ITEM."""
-        return _get(ctx, SERVICE_ITEM, (code.strip(), (version or "").strip()), ServiceItemInfo)
+        return _get(ctx, SERVICE_ITEM, code, ServiceItemInfo, (version or "").strip())
 
     @rpc(Unicode(**Required), Unicode, Integer, Unicode,
          _in_arg_names={"prefix": "namePrefix", "region": "regionCode"}, _returns=EnterpriseSearchResult)

@@ -90,6 +90,20 @@ def backend(request, tmp_path):
 
 
 @pytest.fixture
+def front_url(backend, tmp_path):
+    """The department's front database: a SQLite file beside the embedded hub, a database of
+    its own on the PostgreSQL server beside the services hub."""
+    if backend.name == "embedded":
+        yield f"sqlite:///{tmp_path / 'front.db'}"
+        return
+    url = create_database()
+    try:
+        yield url
+    finally:
+        drop_database(url)
+
+
+@pytest.fixture
 def valid_samples() -> list[Path]:
     return sorted((SAMPLES / "valid").glob("*.xml"))
 

@@ -18,7 +18,6 @@ from sqlalchemy import func, select
 from bus.config import load_settings
 from bus.models import Event
 from catalog.models import CaseLink
-from tests.conftest import create_database, drop_database
 from tests.helpers.catalog import PROJECT, SCJG, USCC, ZJJ
 from tests.helpers.filedrop import HEADER, drop, zjj_row
 from tests.helpers.messages import sample
@@ -31,18 +30,6 @@ READER = "320382.zwb.portal"  # the service portal: enterprises and projects, no
 PERSONS = "320382.gaj.query"  # may read persons, masked
 UNMASKED = "320382.jw.jcxt"  # supervision: persons, unmasked
 NAME = "邳州市恒润建材有限公司"
-
-
-@pytest.fixture
-def front_url(backend, tmp_path):
-    if backend.name == "embedded":
-        yield f"sqlite:///{tmp_path / 'front.db'}"
-        return
-    url = create_database()
-    try:
-        yield url
-    finally:
-        drop_database(url)
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ import time
 import zipfile
 from pathlib import Path
 
-import pytest
 import yaml
 from sqlalchemy import func, select
 

@@ -29,20 +29,6 @@ from tests.helpers.soap import delete_route_queues
 SECRET = "sample-secret-not-real"
 
 
-@pytest.fixture
-def front_url(backend, tmp_path):
-    """The department's front database: a SQLite file beside the embedded hub, a database of
-    its own on the PostgreSQL server beside the services hub."""
-    if backend.name == "embedded":
-        yield f"sqlite:///{tmp_path / 'front.db'}"
-        return
-    url = create_database()
-    try:
-        yield url
-    finally:
-        drop_database(url)
-
-
 def frontdb_config(tmp_path, backend, front_url, *, poll: bool = True, **extra) -> str:
     config = {"state_dir": str(tmp_path / "var"), "database_url": backend.database_url,
               "broker_url": backend.broker_url, "relay": {"poll_interval": 0.05},
