@@ -54,8 +54,10 @@ def main() -> None:
             for key, value in results[part].items():
                 print(f"  {key:<32} {value}")
     out = ROOT / "bench" / "results" / f"{dt.date.today()}-{socket.gethostname()}.json"
-    if out.exists():  # a run of one part keeps the day's figures of the others
-        results = {**json.loads(out.read_text()), **results}
+    if out.exists():  # a run of one part keeps the day's figures of the others, and a skip
+        kept = json.loads(out.read_text())  # (no PostgreSQL in this shell) never hides a measurement
+        results = {**kept, **{part: value for part, value in results.items()
+                              if not (isinstance(value, dict) and "skipped" in value and part in kept)}}
     out.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
     print(f"\nwritten {out.relative_to(ROOT)}")
 

@@ -39,9 +39,10 @@ class GoldenRecord:
 
 class Enterprise(GoldenRecord, Base):
     __tablename__ = "catalog_enterprises"
-    # Name search walks this index (a region is a filter on it); no other index, since every
-    # one costs each of a million imported rows.
-    __table_args__ = (Index("ix_catalog_enterprises_name", "name"),)
+    # Name search reads pages off these indexes in its own order (name, uscc), within a region
+    # when one is given; no other index, since every one costs each of a million imported rows.
+    __table_args__ = (Index("ix_catalog_enterprises_name_uscc", "name", "uscc"),
+                      Index("ix_catalog_enterprises_region_name", "region_code", "name", "uscc"))
 
     uscc: Mapped[str] = mapped_column(String(18), primary_key=True)
     name: Mapped[Optional[str]] = mapped_column(NameType)

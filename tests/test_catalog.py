@@ -16,6 +16,7 @@ from bus.database import make_engine, upgrade
 from bus.models import Event
 from catalog.authority import Authority
 from catalog.feed import read_message
+from catalog.merge import Origin
 from catalog.models import Conflict, Enterprise, Person
 from catalog.queries import CatalogQueries, ReadNotGranted, Reader
 from catalog.registries import ENTERPRISE, PERSON, PROJECT
@@ -145,6 +146,38 @@ def test_unmasked_reads_are_recorded(store):
     detail = json.loads(event.detail)
     assert event.source == "operator:auditor-li" and detail["reason"] == "工单 2026-118: 核对户籍"
     assert detail["key"] == "320382********0242"  # the audit record itself holds no whole id
+
+
+def test_name_search_pages_in_order_and_keeps_to_the_region(store):
+    regions = {"320382": 5, "320381": 3, "321002": 4, "321102": 2, "110105": 2}  # 3210 is Yangzhou, 3211 Zhenjiang
+    offers, serial = [], 0
+    for region, count in regions.items():
+        for i in range(count):
+            serial += 1
+            offers.append(((make_uscc(serial, region),), {"name": f"恒润建材{region}第{i}号", "region_code": region},
+                           Origin("320382.scjgj.djxt", f"seed-{serial}", "2026-11-20T00:00:00Z")))
+    store.transaction(lambda conn: store.write_offers(conn, ENTERPRISE, offers))
+    queries = CatalogQueries(store.engine)
+    reader = Reader.operator("ops-wang")
+
+    def found(region=None, limit=20):
+        names, after = [], None
+        while True:
+            page = queries.search_enterprises(reader, "恒润建材", region=region, limit=limit, after=after)
+            names += [i["name"] for i in page["items"]]
+            if not page["next"]:
+                return names
+            after = page["next"]
+
+    everything = found()
+    assert len(everything) == 16 and everything == sorted(everything)
+    assert found(limit=3) == everything  # the cursor pages through without gaps or repeats
+    assert {n[4:10] for n in found("320382")} == {"320382"} and len(found("320382")) == 5
+    assert {n[4:10] for n in found("320300", limit=2)} == {"320382", "320381"}
+    assert {n[4:10] for n in found("3210")} == {"321002"} == {n[4:10] for n in found("321000")}
+    assert len(found("32")) == 14 == len(found("320000", limit=4))
+    assert found("110000") == [n for n in everything if "110105" in n]
+    assert found("4401") == []
 
 
 def _cli(backend, *args, input=None):
