@@ -1,4 +1,4 @@
-"""python -m bench [all|validation|publish|route|soap|ingest|catalog] [--messages N] [--seconds S] [--enterprises N]
+"""python -m bench [all|validation|publish|route|soap|ingest|catalog|audit] [--messages N] [--seconds S] [--enterprises N]
 
 Runs on RabbitMQ + PostgreSQL when HUITONG_BENCH_AMQP_URL / HUITONG_BENCH_DATABASE_URL (or the
 HUITONG_TEST_* ones) are set, else embedded. Prints a table, writes bench/results/<date>-<host>.json."""
@@ -17,6 +17,7 @@ from bus.logs import configure_logging
 ROOT = Path(__file__).resolve().parents[1]
 
 
+from bench.audit import bench_audit
 from bench.catalog import bench_catalog
 from bench.ingest import bench_ingest
 from bench.publish import bench_publish
@@ -27,7 +28,7 @@ from bench.validation import bench_validation
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
-    parser.add_argument("part", nargs="?", default="all", choices=["all", "validation", "publish", "soap", "route", "ingest", "catalog"])
+    parser.add_argument("part", nargs="?", default="all", choices=["all", "validation", "publish", "soap", "route", "ingest", "catalog", "audit"])
     parser.add_argument("--messages", type=int, default=20000)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--enterprises", type=int, default=1_000_000, help="catalog: enterprises to load")
@@ -48,7 +49,9 @@ def main() -> None:
         results["ingest"] = bench_ingest(min(args.messages, 50000))
     if args.part in ("all", "catalog"):
         results["catalog"] = bench_catalog(args.enterprises)
-    for part in ("validation", "publish", "route", "soap", "ingest", "catalog"):
+    if args.part in ("all", "audit"):
+        results["audit"] = bench_audit(args.messages if args.part == "audit" else 300_000)
+    for part in ("validation", "publish", "route", "soap", "ingest", "catalog", "audit"):
         if part in results:
             print(f"\n{part}")
             for key, value in results[part].items():

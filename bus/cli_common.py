@@ -1,10 +1,11 @@
 """What every `huitong` command shares: the --config option, settings, building a hub."""
 from __future__ import annotations
 
-import click
-
+import datetime as dt
 import signal
 import time
+
+import click
 
 from bus.config import Settings, load_settings
 from bus.errors import HuitongError
@@ -41,3 +42,33 @@ def run_until_stopped(hub) -> None:
         pass
     finally:
         hub.stop()
+
+
+def engine_for(settings: Settings):
+    """The hub's database, its schema brought up to date (or refused when auto_upgrade is off)."""
+    from bus.database import ensure_schema, make_engine
+    engine = make_engine(settings.effective_database_url)
+    try:
+        ensure_schema(engine, auto_upgrade=settings.auto_upgrade)
+    except HuitongError as exc:
+        raise click.ClickException(str(exc)) from None
+    return engine
+
+
+BEIJING = dt.timezone(dt.timedelta(hours=8), "CST")
+
+
+class Moment(click.ParamType):
+    """A point in time on the command line: 2026-11-21, 2026-11-21T08:30 or with a zone
+    (…+08:00, …Z). Without a zone it is Beijing time, as the departments read their clocks."""
+
+    name = "TIME"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, dt.datetime):
+            return value
+        try:
+            moment = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            self.fail(f"{value!r} is not a date or time like 2026-11-21 or 2026-11-21T08:30+08:00", param, ctx)
+        return moment if moment.tzinfo else moment.replace(tzinfo=BEIJING)

@@ -162,6 +162,16 @@ class CatalogSettings(Section):
     allow_http: bool = False
 
 
+class AuditSettings(Section):
+    """The sealed chain over the exchange log (replay/)."""
+    seal: bool = True  # this process seals new events in the background
+    seal_interval: float = Field(1.0, gt=0, le=3600)
+    seal_max_events: int = Field(10_000, ge=1, le=1_000_000)  # per seal
+    # A seq not yet visible holds sealing back this long (a commit still in flight), then it is
+    # recorded as skipped (a rolled-back transaction).
+    gap_wait_seconds: float = Field(10.0, ge=0, le=3600)
+
+
 class LoggingSettings(Section):
     level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
     format: str = Field("auto", pattern="^(auto|json|console)$")
@@ -187,6 +197,7 @@ class Settings(Section):
     inboxes: dict[str, InboxSettings] = {}  # name -> inbox directory of a department system
     frontdb: dict[str, FrontDbSettings] = {}  # name -> front database of a department system
     catalog: CatalogSettings = CatalogSettings()
+    audit: AuditSettings = AuditSettings()
     # Key that encrypts system secrets at rest (Fernet, urlsafe base64 of 32 bytes). Empty: a key
     # file under state_dir is created on first use; several hosts must share one key.
     secret_key: str = ""

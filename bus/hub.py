@@ -59,7 +59,8 @@ class Hub:
             log.info("systems.seeded", systems=added)
         self.log.start()
         wanted = {"routes": self.settings.routes.run if routes is None else routes,
-                  "adapters": self.settings.adapters.run if adapters is None else adapters}
+                  "adapters": self.settings.adapters.run if adapters is None else adapters,
+                  "audit": self.settings.audit.seal}
         for service in self.services:
             if wanted[service.kind]:
                 service.start()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from bus.cli_common import _settings, config_option
+from bus.cli_common import _settings, config_option, engine_for as _engine
 from bus.errors import HuitongError
 
 TYPES = {"enterprise": "enterprise", "enterprises": "enterprise", "person": "person", "persons": "person",
@@ -22,16 +22,6 @@ unmask_option = click.option("--unmask", "unmask_reason", metavar="REASON", defa
                              help="Show citizen ids and phones whole, saying why (recorded in the exchange log).")
 operator_option = click.option("--operator", default=None, metavar="NAME",
                                help="Who reads (recorded with an unmasked read; default: your login name).")
-
-
-def _engine(settings):
-    from bus.database import ensure_schema, make_engine
-    engine = make_engine(settings.effective_database_url)
-    try:
-        ensure_schema(engine, auto_upgrade=settings.auto_upgrade)
-    except HuitongError as exc:
-        raise click.ClickException(str(exc)) from None
-    return engine
 
 
 def _queries(config_path, operator, unmask_reason):

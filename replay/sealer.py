@@ -1,0 +1,124 @@
+"""Sealing in the background (`huitong.services` entry point `sealer`): every seal_interval,
+the events logged since the last seal are hashed, chained to it and signed. It only reads the
+events, in its own thread and connection, and writes one small row per seal, so acceptance
+never waits for it.
+
+Events get their seq when inserted but become visible when their transaction commits, so on
+PostgreSQL a later seq can show before an earlier one (and a rolled-back transaction leaves a
+seq unused for good). A missing seq therefore holds the seal back until it appears or has been
+missing for gap_wait_seconds; then it is recorded in the seal as skipped. Should an event ever
+commit into a skipped seq, verification reports it as not sealed."""
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
+
+from bus.logs import get_logger
+from bus.secret_box import SecretBox
+from replay.chain import events_from, iso_utc, last_seal, row_leaf
+from replay.keys import SealKeys
+from replay.models import Seal
+from replay.verifier import GENESIS, SealHeader, events_hash
+
+log = get_logger("huitong.audit")
+
+
+class ChainSealer:
+    """The sealing itself, for the background service and `huitong audit seal`."""
+
+    def __init__(self, engine: Engine, keys: SealKeys, *, max_events: int = 10_000, gap_wait_seconds: float = 10.0):
+        self.engine = engine
+        self.keys = keys
+        self.max_events = max_events
+        self.gap_wait_seconds = gap_wait_seconds
+        self._gaps_seen: dict[int, float] = {}  # first missing seq -> when first seen missing
+
+    def seal_once(self) -> int:
+        """Seal what can be sealed now, in one seal; returns how many events it covered."""
+        signer = self.keys.signer()
+        with self.engine.connect() as conn:
+            last = last_seal(conn)
+            seal_id, expected, prev = (last.id + 1, last.last_seq + 1, last.seal_hash) if last else (1, 1, GENESIS)
+            rows = conn.execute(events_from(expected).limit(self.max_events)).all()
+        first_seq, skipped, leaves, last_seq = expected, [], bytearray(), None
+        now = time.monotonic()
+        for row in rows:
+            if row.seq != expected:  # seqs expected..row.seq-1 are not (yet) visible
+                seen = self._gaps_seen.setdefault(expected, now)
+                if now - seen < self.gap_wait_seconds:
+                    break
+                log.warning("audit.seq_skipped", first=expected, last=row.seq - 1,
+                            reason=f"missing for {self.gap_wait_seconds:g} s: a rolled-back transaction")
+                skipped.append((expected, row.seq - 1))
+            leaves += row_leaf(row)
+            expected, last_seq = row.seq + 1, row.seq
+        if last_seq is None:
+            return 0
+        self._gaps_seen = {seq: at for seq, at in self._gaps_seen.items() if seq > last_seq}
+        header = SealHeader(id=seal_id, first_seq=first_seq, last_seq=last_seq, event_count=len(leaves) // 32,
+                            skipped=tuple(skipped), events_hash=events_hash(bytes(leaves)), prev_hash=prev,
+                            key_id=signer.key_id, sealed_at=iso_utc(dt.datetime.now(dt.timezone.utc)))
+        seal_hash = header.hash()
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(Seal.__table__.insert().values(
+                    id=header.id, first_seq=header.first_seq, last_seq=header.last_seq,
+                    event_count=header.event_count, skipped=[list(r) for r in header.skipped],
+                    events_hash=header.events_hash, leaves=bytes(leaves), prev_hash=header.prev_hash,
+                    seal_hash=seal_hash, key_id=header.key_id, signature=signer.sign(seal_hash),
+                    sealed_at=dt.datetime.strptime(header.sealed_at, "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+                        tzinfo=dt.timezone.utc)))
+        except IntegrityError:  # another sealer took this position first; start again from it
+            return 0
+        return header.event_count
+
+    def seal_all(self) -> int:
+        """Seal until caught up (a backlog is sealed max_events at a time)."""
+        total = 0
+        while True:
+            sealed = self.seal_once()
+            total += sealed
+            if sealed < self.max_events:
+                return total
+
+
+class Sealer:
+    """The background service of a hub process (audit.seal)."""
+
+    name = "sealer"
+    kind = "audit"
+    queues: list = []
+
+    def __init__(self, hub):
+        options = hub.settings.audit
+        self.interval = options.seal_interval
+        self.chain = ChainSealer(hub.engine, SealKeys(hub.engine, SecretBox.from_settings(hub.settings)),
+                                 max_events=options.seal_max_events, gap_wait_seconds=options.gap_wait_seconds)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name="audit-sealer", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join(timeout=30)
+            self._thread = None
+
+    def drained(self) -> bool:
+        return True
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.chain.seal_all()
+            except Exception as exc:  # the database is away: the events wait, sealed later
+                log.error("audit.seal_failed", error=f"{exc.__class__.__name__}: {exc}")

@@ -1,0 +1,281 @@
+"""The sealed exchange log: every single change an insider could make to the stored log (a
+body byte, an event field, a deleted or swapped event, a seal) is found by `audit verify`
+and named by position; an untouched log verifies clean. SQLite and PostgreSQL alike."""
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import delete, func, insert, select, update
+
+from bus.cli import main
+from bus.database import make_engine
+from bus.hub import Hub
+from bus.models import Event, Message, MessageBody
+from bus.secret_box import SecretBox
+from replay.chain import header_of
+from replay.keys import SealKeys, export_keys, read_keys_file
+from replay.models import Seal
+from replay.sealer import ChainSealer
+from replay.verify import verify_log
+from tests.conftest import SAMPLES
+from tests.helpers.messages import case_results, sample, with_message_id
+
+SYSTEM = "320382.scjgj.djxt"
+
+
+def _log_some_traffic(hub, count: int = 12) -> None:
+    """Accepted messages (RECEIVED, then PUBLISHED), a duplicate and two refusals."""
+    batch = case_results(count)
+    for _, data in batch:
+        assert hub.accept(data, system=SYSTEM).status == "ACCEPTED"
+    hub.accept(batch[0][1], system=SYSTEM)
+    hub.accept((SAMPLES / "invalid" / "applicant-uscc.USCC_CHECK.xml").read_bytes(), system=SYSTEM)
+    hub.accept(with_message_id(sample("CaseAccepted-enterprise.xml"))[1], system="320382.unknown.system")
+    deadline = time.monotonic() + 20
+    while hub.log.unpublished_count() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def sealed(backend):
+    settings = backend.settings(audit__seal="false")
+    with Hub(settings) as hub:
+        _log_some_traffic(hub)
+    engine = make_engine(settings.effective_database_url)
+    keys = SealKeys(engine, SecretBox.from_settings(settings))
+    sealer = ChainSealer(engine, keys, max_events=7, gap_wait_seconds=0)
+    assert sealer.seal_all() > 20
+    yield engine, keys, sealer, settings
+    engine.dispose()
+
+
+def _verify(engine, keys, **kw):
+    return verify_log(engine, keys.public_keys(), **kw)
+
+
+def _row(engine, table, **where):
+    with engine.connect() as conn:
+        return conn.execute(select(table).filter_by(**where)).mappings().one()
+
+
+def _set(engine, table, where: dict, values: dict):
+    with engine.begin() as conn:
+        conn.execute(update(table).filter_by(**where).values(**values))
+
+
+def _events(engine):
+    with engine.connect() as conn:
+        return conn.execute(select(Event.__table__).order_by(Event.seq)).mappings().all()
+
+
+def test_an_untouched_log_verifies_and_the_unsealed_tail_is_reported(sealed, backend):
+    engine, keys, sealer, _ = sealed
+    report = _verify(engine, keys)
+    with engine.connect() as conn:
+        events = conn.scalar(select(func.count()).select_from(Event))
+        seals = conn.scalar(select(func.count()).select_from(Seal))
+    assert report.ok, report.findings
+    assert report.events == events and report.seals == seals >= 4 and report.unsealed == 0
+    assert report.bodies >= 13  # the accepted bodies and the refused one kept as evidence
+
+    with Hub(backend.settings()) as hub:  # sealing on: what it logs gets sealed in the background
+        _log_some_traffic(hub, 3)
+        deadline = time.monotonic() + 15
+        while _verify(engine, keys).unsealed and time.monotonic() < deadline:
+            time.sleep(0.2)
+    assert _verify(engine, keys).unsealed == 0
+    with Hub(backend.settings(audit__seal="false")) as hub:
+        _log_some_traffic(hub, 2)
+    report = _verify(engine, keys)
+    assert report.ok and report.unsealed >= 4  # 2 RECEIVED, 2 PUBLISHED, and refusals
+    assert report.unsealed_first_seq == report.last_sealed_seq + 1
+    assert sealer.seal_all() == report.unsealed and _verify(engine, keys).unsealed == 0
+
+
+def test_every_kind_of_tampering_is_found_and_named(sealed):
+    engine, keys, _, _ = sealed
+    events = _events(engine)
+    received = next(e for e in events if e["kind"] == "RECEIVED")
+    rejected = next(e for e in events if e["kind"] == "REJECTED" and e["digest"])
+
+    def found(code, *, seq=None, seal=None):
+        report = _verify(engine, keys)
+        assert not report.ok
+        first = report.first
+        assert (first.code, first.seq if seq is not None else first.seal) == (code, seq if seq is not None else seal), \
+            report.findings
+        return report
+
+    # One byte of a stored body, at its start, middle and end: named by the first event naming it.
+    original = _row(engine, MessageBody, digest=received["digest"])["content"]
+    for position in (0, len(original) // 2, len(original) - 2):
+        altered = bytearray(original)
+        altered[position] ^= 0x01
+        _set(engine, MessageBody, {"digest": received["digest"]}, {"content": bytes(altered)})
+        found("BODY_ALTERED", seq=received["seq"])
+    _set(engine, MessageBody, {"digest": received["digest"]}, {"content": original})
+    assert _verify(engine, keys).ok
+
+    # Any field of an event.
+    for column, value in [("source", "320382.other.system"), ("kind", "DELIVERED"), ("code", "X"),
+                          ("detail", rejected["detail"].replace("USCC_CHECK", "USCC_CHECJ")),
+                          ("at", rejected["at"].replace(microsecond=(rejected["at"].microsecond + 1) % 1_000_000)),
+                          ("message_id", rejected["message_id"][:-1] + ("0" if rejected["message_id"][-1] != "0" else "1"))]:
+        assert value != rejected[column]
+        _set(engine, Event, {"seq": rejected["seq"]}, {column: value})
+        found("EVENT_ALTERED", seq=rejected["seq"])
+        _set(engine, Event, {"seq": rejected["seq"]}, {column: rejected[column]})
+    assert _verify(engine, keys).ok
+
+    # A message pointed at another body (both bodies intact).
+    message = _row(engine, Message, seq=received["message_seq"])
+    _set(engine, Message, {"seq": message["seq"]}, {"digest": rejected["digest"]})
+    found("MESSAGE_ALTERED", seq=received["seq"])
+    _set(engine, Message, {"seq": message["seq"]}, {"digest": message["digest"]})
+
+    # Two events swapped (their contents trade seqs): the first of them is named.
+    a, b = events[4], events[9]
+    fields = [c for c in a.keys() if c != "seq"]
+    _set(engine, Event, {"seq": a["seq"]}, {c: b[c] for c in fields})
+    _set(engine, Event, {"seq": b["seq"]}, {c: a[c] for c in fields})
+    report = found("EVENT_ALTERED", seq=a["seq"])
+    assert [f.seq for f in report.findings] == [a["seq"], b["seq"]]
+    _set(engine, Event, {"seq": a["seq"]}, {c: a[c] for c in fields})
+    _set(engine, Event, {"seq": b["seq"]}, {c: b[c] for c in fields})
+
+    # A deleted event.
+    victim = events[11]
+    with engine.begin() as conn:
+        conn.execute(delete(Event).where(Event.seq == victim["seq"]))
+    found("EVENT_MISSING", seq=victim["seq"])
+    with engine.begin() as conn:
+        conn.execute(insert(Event).values(**victim))
+    assert _verify(engine, keys).ok
+
+    # A seal: its header, its stored event hashes, its signature; a deleted seal.
+    seal = _row(engine, Seal, id=3)
+    forged_signature = seal["signature"][:-2] + ("00" if seal["signature"][-2:] != "00" else "01")
+    for column, value, code in [("skipped", [[seal["first_seq"], seal["first_seq"]]], "SEAL_ALTERED"),
+                                ("events_hash", "0" * 64, "SEAL_ALTERED"),
+                                ("leaves", b"\0" + seal["leaves"][1:], "SEAL_ALTERED"),
+                                ("sealed_at", seal["sealed_at"].replace(year=2025), "SEAL_ALTERED"),
+                                ("signature", forged_signature, "SEAL_SIGNATURE")]:
+        _set(engine, Seal, {"id": 3}, {column: value})
+        found(code, seal=3)
+        _set(engine, Seal, {"id": 3}, {column: seal[column]})
+    assert _verify(engine, keys).ok
+    with engine.begin() as conn:
+        conn.execute(delete(Seal).where(Seal.id == 3))
+    found("SEAL_MISSING", seal=4)
+    with engine.begin() as conn:
+        conn.execute(insert(Seal).values(**seal))
+    assert _verify(engine, keys).ok
+
+
+def test_a_forged_chain_fails_against_the_exported_keys(sealed, tmp_path):
+    """An insider who edits an event and re-seals everything with a key of their own passes a
+    check against the database's keys table (which they also edited) but not against the
+    auditor's exported copy of the hub's public keys."""
+    engine, keys, _, settings = sealed
+    exported = read_keys_file(export_keys(keys.listing()))
+    with engine.begin() as conn:
+        conn.execute(update(Event).where(Event.seq == 5).values(source="320382.forged.system"))
+        conn.execute(delete(Seal))
+    forger = SealKeys(engine, SecretBox.from_settings(settings))
+    forger.rotate()  # a key of the insider's, made the active one
+    ChainSealer(engine, forger, max_events=7).seal_all()
+    assert _verify(engine, forger).ok  # the database now vouches for itself
+    report = verify_log(engine, exported)
+    assert report.first.code == "SEAL_KEY_UNKNOWN" and report.first.seal == 1
+
+
+def test_a_rolled_back_seq_is_skipped_and_an_event_committed_into_it_later_is_found(backend):
+    settings = backend.settings(audit__seal="false")
+    with Hub(settings) as hub:
+        _log_some_traffic(hub, 3)
+    engine = make_engine(settings.effective_database_url)
+    try:
+        events = _events(engine)
+        gap = events[2]
+        with engine.begin() as conn:  # as if its transaction had rolled back
+            conn.execute(delete(Event).where(Event.seq == gap["seq"]))
+        keys = SealKeys(engine, SecretBox.from_settings(settings))
+        waiting = ChainSealer(engine, keys, gap_wait_seconds=60)
+        assert waiting.seal_all() == 2  # seals up to the gap, then waits for it
+        skipping = ChainSealer(engine, keys, gap_wait_seconds=0)
+        assert skipping.seal_all() == len(events) - 3
+        with engine.connect() as conn:
+            second = header_of(conn.execute(select(Seal).where(Seal.id == 2)).one())
+        assert second.skipped == ((gap["seq"], gap["seq"]),) and not second.covers(gap["seq"])
+        assert _verify(engine, keys).ok
+        with engine.begin() as conn:  # a late (or inserted) event in the skipped seq
+            conn.execute(insert(Event).values(**gap))
+        report = _verify(engine, keys)
+        assert (report.first.code, report.first.seq) == ("EVENT_NOT_SEALED", gap["seq"])
+    finally:
+        engine.dispose()
+
+
+def test_cli_seal_verify_and_keys(backend, tmp_path):
+    settings = backend.settings(audit__seal="false")
+    with Hub(settings) as hub:
+        _log_some_traffic(hub, 2)
+    runner = CliRunner()
+    env = backend.env()
+    keys_file = tmp_path / "hub-keys.json"
+    assert runner.invoke(main, ["audit", "keys", "export", "--out", str(keys_file)], env=env).exit_code == 0
+    sealed = runner.invoke(main, ["audit", "seal"], env=env)
+    assert sealed.exit_code == 0 and sealed.output.startswith("sealed ")
+    ok = runner.invoke(main, ["audit", "verify", "--keys", str(keys_file)], env=env)
+    assert ok.exit_code == 0 and ok.output.startswith("OK: 1 seals"), ok.output
+
+    engine = make_engine(settings.effective_database_url)
+    with engine.begin() as conn:
+        conn.execute(update(Event).where(Event.seq == 3).values(code="EDITED"))
+    engine.dispose()
+    bad = runner.invoke(main, ["audit", "verify", "--keys", str(keys_file), "--json"], env=env)
+    assert bad.exit_code == 1
+    report = json.loads(bad.output)
+    assert report["findings"][0]["code"] == "EVENT_ALTERED" and report["findings"][0]["seq"] == 3
+
+    rotated = runner.invoke(main, ["audit", "keys", "rotate"], env=env)
+    assert rotated.exit_code == 0
+    listing = runner.invoke(main, ["audit", "keys", "list"], env=env).output.splitlines()
+    assert len(listing) == 2 and "retired" in listing[0] and listing[1].endswith("active")
+    assert runner.invoke(main, ["audit", "verify", "--since", "not-a-date"], env=env).exit_code == 2
+
+
+def test_a_long_chain_is_verified_in_parallel_ranges_that_must_join(backend):
+    settings = backend.settings(audit__seal="false")
+    with Hub(settings) as hub:
+        _log_some_traffic(hub, 10)
+    engine = make_engine(settings.effective_database_url)
+    try:
+        keys = SealKeys(engine, SecretBox.from_settings(settings))
+        ChainSealer(engine, keys, max_events=2).seal_all()
+        with engine.connect() as conn:
+            seals = conn.scalar(select(func.count()).select_from(Seal))
+        assert seals >= 12
+        whole, parallel = _verify(engine, keys), _verify(engine, keys, jobs=2)
+        assert parallel.ok and (parallel.seals, parallel.events) == (whole.seals, whole.events)
+        assert parallel.bodies >= whole.bodies  # a body named in both ranges is re-hashed in each
+        late = _events(engine)[-3]
+        _set(engine, Event, {"seq": late["seq"]}, {"route": "edited"})
+        report = _verify(engine, keys, jobs=2)
+        assert (report.first.code, report.first.seq) == ("EVENT_ALTERED", late["seq"])
+        _set(engine, Event, {"seq": late["seq"]}, {"route": late["route"]})
+        boundary = 1 + seals // 2  # where the second range starts
+        for missing in (boundary - 1, boundary):
+            seal = _row(engine, Seal, id=missing)
+            with engine.begin() as conn:
+                conn.execute(delete(Seal).where(Seal.id == missing))
+            report = _verify(engine, keys, jobs=2)
+            assert report.first.code == "SEAL_MISSING" and report.first.seal in (missing, missing + 1), report.findings
+            with engine.begin() as conn:
+                conn.execute(insert(Seal).values(**seal))
+        assert _verify(engine, keys, jobs=2).ok
+    finally:
+        engine.dispose()
