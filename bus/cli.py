@@ -246,7 +246,12 @@ def _register_groups() -> None:
     main.add_command(systems)
     # Commands of the packages beside bus/ (routes, dlq, worker ...), which bus/ does not import.
     for ep in entry_points(group="huitong.cli"):
-        main.add_command(ep.load(), name=ep.name)
+        command, present = ep.load(), main.commands.get(ep.name)
+        if isinstance(present, click.Group) and isinstance(command, click.Group):
+            for name, sub in command.commands.items():  # e.g. replay's `log search|show` beside `log tail`
+                present.add_command(sub, name)
+        else:
+            main.add_command(command, name=ep.name)
 
 
 _register_groups()

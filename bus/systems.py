@@ -68,14 +68,18 @@ FORWARD = "FORWARD"
 # most restricted: READ_PERSON is its own grant, and ids and phones stay masked without UNMASK.
 READ_GRANTS = ("READ_ENTERPRISE", "READ_PERSON", "READ_PROJECT", "READ_SERVICE_ITEM")
 UNMASK = "UNMASK"
-GRANTS = (*MESSAGE_TYPES, FORWARD, *READ_GRANTS, UNMASK)
+# Reading the whole exchange log (/api/v1/log): auditors' and supervisors' systems. Without it
+# a system reads the log entries of its own messages only.
+READ_LOG = "READ_LOG"
+GRANTS = (*MESSAGE_TYPES, FORWARD, *READ_GRANTS, UNMASK, READ_LOG)
 
 
 def check_grants(grants) -> frozenset[str]:
     unknown = sorted(set(grants) - set(GRANTS))
     if unknown:
         raise RegistryError(f"unknown grant(s) {', '.join(unknown)}; known: {', '.join(MESSAGE_TYPES)}, "
-                            f"{FORWARD} (for another hub), {', '.join(READ_GRANTS)} and {UNMASK} (registries)")
+                            f"{FORWARD} (for another hub), {', '.join(READ_GRANTS)} and {UNMASK} (registries), "
+                            f"{READ_LOG} (the whole exchange log)")
     return frozenset(grants)
 
 

@@ -134,3 +134,140 @@ def export(config_path, out):
         click.echo(f"written {out}", err=True)
     else:
         click.echo(text, nl=False)
+
+
+# -- `huitong log search|show` (joined to bus's `log` group) ------------------------------------
+@click.group(name="log")
+def log_commands() -> None:
+    """The exchange log."""
+
+
+def _log_queries(config_path):
+    from replay.lineage import LogQueries
+    settings = _settings(config_path)
+    return LogQueries(engine_for(settings))
+
+
+def _reader(operator: str | None) -> str:
+    import getpass
+    return f"operator:{operator or getpass.getuser()}"
+
+
+def _fail(exc) -> None:
+    raise click.ClickException(f"{getattr(exc, 'code', 'VALUE_INVALID')}: {exc}") from None
+
+
+@log_commands.command("search")
+@config_option
+@click.option("--since", type=Moment(), help="Received at or after (Beijing time unless a zone is given).")
+@click.option("--until", type=Moment(), help="Received before.")
+@click.option("--system", help="The sending system, e.g. 320382.scjgj.djxt.")
+@click.option("--route", help="Messages a route has handled.")
+@click.option("--type", "message_type", help="CaseAccepted, CaseProcess, CaseResult, EnterpriseRecord, …")
+@click.option("--status", help="Messages with such an event: RECEIVED PUBLISHED ROUTED DELIVERED FAILED DEAD_LETTERED "
+                               "REPLAYED; or refused/repeated entries: REJECTED DUPLICATE.")
+@click.option("--case", "case_number", help="Case number (办件编号).")
+@click.option("--uscc", help="Enterprise USCC.")
+@click.option("--citizen-id", help="Citizen id (shown masked in the results).")
+@click.option("--project", "project_code", help="Project code.")
+@click.option("-n", "--limit", type=click.IntRange(1, 500), default=50, show_default=True)
+@click.option("--after", type=int, help="Continue after this cursor (the `next` of the previous page).")
+@click.option("--operator", help="Who reads (recorded in the exchange log; default: your login name).")
+@click.option("--json", "as_json", is_flag=True)
+def log_search(config_path, since, until, system, route, message_type, status, case_number, uscc, citizen_id,
+               project_code, limit, after, operator, as_json):
+    """Search the exchange log, newest first. The search itself is recorded (AUDIT_READ)."""
+    from bus.errors import HuitongError
+    from replay.lineage import LogSearch
+    criteria = LogSearch(since=since, until=until, system=system, route=route, type=message_type,
+                         status=status.upper() if status else None, case_number=case_number, uscc=uscc,
+                         citizen_id=citizen_id, project_code=project_code)
+    try:
+        found = _log_queries(config_path).search(_reader(operator), criteria, limit=limit, after=after)
+    except HuitongError as exc:
+        _fail(exc)
+    if as_json:
+        click.echo(json.dumps(found, ensure_ascii=False, indent=2))
+        return
+    for item in found["items"]:
+        if "event" in item:
+            click.echo(f"{item['at']}  {item['event']:<10} {item['message_id'] or '-'}  {item['source'] or '-'}  "
+                       f"{item['code'] or ''}")
+        else:
+            states = ", ".join(f"{d['route']}→{d['destination']} {d['status']}" for d in item["deliveries"])
+            click.echo(f"{item['received_at']}  {item['type']:<16} {item['message_id']}  {item['source']}  "
+                       f"{item['case_number'] or ''}  {states}")
+    click.echo(f"{len(found['items'])} shown" + (f"; more: --after {found['next']}" if found["next"] else ""),
+               err=True)
+
+
+@log_commands.command("show")
+@config_option
+@click.argument("message_id")
+@click.option("--source", help="The sending system, when two systems used the same message id.")
+@click.option("--operator", help="Who reads (recorded in the exchange log; default: your login name).")
+@click.option("--json", "as_json", is_flag=True)
+def log_show(config_path, message_id, source, operator, as_json):
+    """One message's lineage: every event with its timing, its deliveries, what derives from it."""
+    from bus.errors import HuitongError
+    try:
+        lineage = _log_queries(config_path).lineage(_reader(operator), message_id, source=source)
+    except HuitongError as exc:
+        _fail(exc)
+    if as_json:
+        click.echo(json.dumps(lineage, ensure_ascii=False, indent=2))
+        return
+    m = lineage["message"]
+    if m:
+        click.echo(f"{m['type']} {m['message_id']} from {m['source']}  case {m['case_number'] or '-'}  "
+                   f"body sha256 {m['digest']}")
+    for e in lineage["events"]:
+        timing = f"+{e['since_received_ms']:.1f} ms" if e["since_received_ms"] is not None else ""
+        where = e["route"] or ""
+        detail = e["detail"] if isinstance(e["detail"], dict) else {}
+        extra = detail.get("destination") or detail.get("to") or ""
+        click.echo(f"#{e['seq']:<8} {e['at']}  {e['event']:<13} {timing:>12}  {where} {extra} {e['code'] or ''}".rstrip())
+    for d in lineage["derived"]:
+        click.echo(f"derived: {d['type']} {d['message_id']} from {d['source']} at {d['received_at']}")
+
+
+@audit.command("export")
+@config_option
+@click.option("--case", "case_number", help="Every event of this case's messages.")
+@click.option("--since", type=Moment(), help="Every event logged since then (with --until: a window).")
+@click.option("--until", type=Moment(), help="Up to then.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, writable=True), help="The .zip to write.")
+@click.option("--operator", help="Who exports (recorded in the exchange log; default: your login name).")
+def export_command(config_path, case_number, since, until, out, operator):
+    """Write an evidence bundle (zip) that `audit verify-bundle` checks offline."""
+    from replay.bundle import NothingToExport, export_bundle
+    if not case_number and not since and not until:
+        raise click.UsageError("say what to export: --case CASE_NO, or --since/--until")
+    settings = _settings(config_path)
+    engine = engine_for(settings)
+    try:
+        manifest = export_bundle(engine, _keys(settings, engine), Path(out), case_number=case_number, since=since,
+                                 until=until, reader=_reader(operator))
+    except NothingToExport as exc:
+        raise click.ClickException(f"NOT_FOUND: {exc}") from None
+    left_out = manifest["unsealed_left_out"]
+    click.echo(f"written {out}: {len(manifest['events'])} events, {len(manifest['bodies'])} bodies, "
+               f"{len(manifest['seals'])} seals" + (f"; {left_out} events not sealed yet were left out" if left_out
+                                                     else ""))
+
+
+@audit.command("verify-bundle")
+@click.argument("bundle", type=click.Path(exists=True, dir_okay=False))
+@click.option("--keys", "keys_file", type=click.Path(exists=True, dir_okay=False),
+              help="The hub's public keys (`audit keys export`); default: the copy inside the bundle.")
+def verify_bundle_command(bundle, keys_file):
+    """Check an evidence bundle offline (no database needed). Exits 1 when anything is wrong."""
+    from replay.bundle_verify import describe, read_keys, verify_bundle
+    try:
+        keys = read_keys(Path(keys_file).read_text(encoding="utf-8")) if keys_file else None
+    except (ValueError, KeyError) as exc:
+        raise click.ClickException(f"not a Huitong public keys file: {exc}") from None
+    report = verify_bundle(bundle, keys)
+    for line in describe(report, keys_given=bool(keys_file)):
+        click.echo(line)
+    sys.exit(0 if report.ok else 1)

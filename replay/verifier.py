@@ -75,6 +75,10 @@ class SealHeader:
     def covers(self, seq: int) -> bool:
         return self.first_seq <= seq <= self.last_seq and not any(a <= seq <= b for a, b in self.skipped)
 
+    def position(self, seq: int) -> int:
+        """Where a covered event's hash sits among the seal's leaves."""
+        return seq - self.first_seq - sum(min(b, seq - 1) - a + 1 for a, b in self.skipped if a < seq)
+
     def expected_seqs(self) -> Iterator[int]:
         skipped = iter(self.skipped)
         gap = next(skipped, None)

@@ -210,6 +210,7 @@ def test_a_rolled_back_seq_is_skipped_and_an_event_committed_into_it_later_is_fo
         with engine.connect() as conn:
             second = header_of(conn.execute(select(Seal).where(Seal.id == 2)).one())
         assert second.skipped == ((gap["seq"], gap["seq"]),) and not second.covers(gap["seq"])
+        assert [second.position(seq) for seq in second.expected_seqs()] == list(range(second.event_count))
         assert _verify(engine, keys).ok
         with engine.begin() as conn:  # a late (or inserted) event in the skipped seq
             conn.execute(insert(Event).values(**gap))
