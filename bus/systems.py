@@ -157,6 +157,10 @@ class SystemRegistry:
             except RegistryError as exc:
                 if "already registered" not in str(exc):  # another worker seeded it first
                     raise
+            # The look-up above cached "unknown"; kept, it would refuse this system's requests
+            # and files for cache_seconds when another worker won the race to seed it.
+            with self._lock:
+                self._cache.pop(seed.id, None)
             added.append(seed.id)
         return added
 

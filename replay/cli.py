@@ -229,6 +229,11 @@ def log_show(config_path, message_id, source, operator, as_json):
         click.echo(f"#{e['seq']:<8} {e['at']}  {e['event']:<13} {timing:>12}  {where} {extra} {e['code'] or ''}".rstrip())
     for d in lineage["derived"]:
         click.echo(f"derived: {d['type']} {d['message_id']} from {d['source']} at {d['received_at']}")
+    for o in lineage["outputs"]:
+        click.echo(f"output: {o['route']} → {o['destination']} by {o['transform'] or '(as logged)'}, sha256 "
+                   f"{o['payload_digest'][:16]}…" + (f", replay {o['replay_id']}" if o["replay_id"] else ""))
+    for r in lineage["replays"]:
+        click.echo(f"replayed: {r['replay_id']} ({r['mode']}) by {r['by']}: {r['reason']}")
 
 
 @audit.command("export")
@@ -271,3 +276,71 @@ def verify_bundle_command(bundle, keys_file):
     for line in describe(report, keys_given=bool(keys_file)):
         click.echo(line)
     sys.exit(0 if report.ok else 1)
+
+
+@click.command("replay")
+@config_option
+@click.option("--since", type=Moment(), help="Messages received since then (Beijing time unless a zone is given).")
+@click.option("--until", type=Moment(), help="Up to then (default: now).")
+@click.option("--route", help="Only through this route.")
+@click.option("--type", "message_type", help="Only messages of this type.")
+@click.option("--case", "case_number", help="Only this case's messages.")
+@click.option("--to-sandbox", "sandbox", type=click.Path(file_okay=False),
+              help="Write the messages and what each destination would get under DIR instead of delivering.")
+@click.option("--dry-run", is_flag=True, help="Only list what would be delivered where, and what changed since.")
+@click.option("--reason", required=True, help="Why (recorded with every replayed message).")
+@click.option("--operator", help="Who replays (default: your login name).")
+@click.option("--yes", is_flag=True, help="Deliver for real without asking.")
+@click.option("--json", "as_json", is_flag=True, help="The plan and outcome as JSON.")
+def replay_command(config_path, since, until, route, message_type, case_number, sandbox, dry_run, reason, operator,
+                   yes, as_json):
+    """Send logged messages through the routes again, as the routes stand now.
+
+    --dry-run lists each message, route and destination: new, unchanged, changed (with the
+    changed fields when a transform changed), failed, or no-longer (delivered then, not now).
+    --to-sandbox DIR writes instead of delivering. Otherwise the destinations get the messages
+    again under a new replay id. Every replay is recorded: who, why, what."""
+    from bus.errors import HuitongError
+    from replay.replayer import DELIVER, DRY_RUN, SANDBOX, ReplayRequest, Replayer
+    from routes.destinations import DestinationContext
+    from routes.loader import load_routes
+    from schemas.hardened import HardenedParser, XmlLimits
+    if dry_run and sandbox:
+        raise click.UsageError("--dry-run and --to-sandbox are two different things; choose one")
+    mode = DRY_RUN if dry_run else SANDBOX if sandbox else DELIVER
+    settings = _settings(config_path)
+    engine = engine_for(settings)
+    parser = HardenedParser(XmlLimits(**settings.xml.model_dump()))
+    try:
+        routes = load_routes(settings.routes.dir or None, settings.destinations,
+                             DestinationContext(settings, state_dir=settings.state_dir), parser=parser)
+    except HuitongError as exc:
+        raise click.ClickException(f"{exc.code}: {exc}") from None
+    request = ReplayRequest(reason=reason, by=_reader(operator), mode=mode, since=since, until=until, route=route,
+                            type=message_type, case_number=case_number, sandbox=Path(sandbox) if sandbox else None)
+    replayer = Replayer(engine, routes, parser)
+    try:
+        if mode == DELIVER and not yes:
+            preview = replayer.run(ReplayRequest(**{**request.__dict__, "mode": DRY_RUN}))
+            click.echo(f"{preview.messages} messages, {len(preview.planned)} deliveries would be made again.")
+            if not click.confirm("Deliver them now?", default=False):
+                sys.exit(1)
+        report = replayer.run(request)
+    except HuitongError as exc:
+        _fail(exc)
+    finally:
+        routes.close()
+    if as_json:
+        click.echo(json.dumps({"replay_id": report.replay_id, "mode": report.mode, "messages": report.messages,
+                               "counts": report.counts(), "forwards_not_replayed": report.skipped_forwards,
+                               "planned": [p.as_dict() for p in report.planned]}, ensure_ascii=False, indent=2))
+        return
+    for plan in report.planned:
+        click.echo(f"{plan.message_id}  {plan.type:<14} {plan.route} → {plan.destination}  {plan.status}"
+                   + (f"  ({plan.error})" if plan.error else ""))
+        for change in plan.changes:
+            click.echo(f"    {change['field']}: {change['then']!r} → {change['now']!r}")
+    counts = ", ".join(f"{n} {status}" for status, n in sorted(report.counts().items())) or "nothing to do"
+    click.echo(f"replay {report.replay_id} ({report.mode}): {report.messages} messages; {counts}"
+               + (f"; {report.skipped_forwards} forwards to other routes not replayed" if report.skipped_forwards
+                  else ""))

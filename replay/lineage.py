@@ -161,7 +161,9 @@ class LogQueries:
     def lineage(self, reader: str, message_id: str, *, source: str | None = None,
                 only_source: str | None = None) -> dict[str, Any]:
         """Every event of one message in log order with the time since the previous hop and
-        since RECEIVED; the messages derived from it; its deliveries now."""
+        since RECEIVED; what derives from it: messages that name it as their correlation id,
+        transformed outputs (route, destination, transform, digest) and replays; its
+        deliveries now."""
         message_id = message_id.strip().lower()
         with self.reads.connect() as conn:
             query = select(Message.__table__).where(Message.message_id == message_id)
@@ -177,7 +179,7 @@ class LogQueries:
                     raise MessageNotFound(f"no message {message_id} in the exchange log")
                 self._audit_read(reader, {"lineage": message_id})
                 return {"message": None, "events": [_event(r, None, None) for r in rejected], "derived": [],
-                        "deliveries": []}
+                        "outputs": [], "replays": [], "deliveries": []}
             if len(messages) > 1 and not source:
                 raise SearchInvalid(f"message id {message_id} was sent by {len(messages)} systems: give the source "
                                     f"({', '.join(m.source for m in messages)})")
@@ -198,6 +200,14 @@ class LogQueries:
             events.append(_event(r, previous, received))
             previous = r.at
         self._audit_read(reader, {"lineage": m.message_id, "source": m.source})
+        outputs = [{"route": e["route"], "destination": e["detail"].get("destination"),
+                    "transform": e["detail"].get("transform"), "payload_digest": e["detail"]["payload_digest"],
+                    "replay_id": e["detail"].get("replay_id"), "at": e["at"]}
+                   for e in events if e["event"] == "DELIVERED" and isinstance(e["detail"], dict)
+                   and e["detail"].get("payload_digest") not in (None, m.digest)]
+        replays = [{"replay_id": e["detail"].get("replay_id"), "mode": e["detail"].get("mode"),
+                    "by": e["detail"].get("by"), "reason": e["detail"].get("reason"), "at": e["at"]}
+                   for e in events if e["event"] == "REPLAYED" and isinstance(e["detail"], dict)]
         return {"message": {"message_id": m.message_id, "source": m.source, "type": m.type,
                             "schema_version": m.schema_version, "correlation_id": m.correlation_id,
                             "target": m.target, "digest": m.digest, "received_at": _iso(m.received_at),
@@ -206,7 +216,7 @@ class LogQueries:
                 "events": events,
                 "derived": [{"message_id": d.message_id, "source": d.source, "type": d.type,
                              "received_at": _iso(d.received_at)} for d in derived],
-                "deliveries": deliveries}
+                "outputs": outputs, "replays": replays, "deliveries": deliveries}
 
     # -- the reads are evidence too -------------------------------------------------------------
     def _audit_read(self, reader: str, detail: dict) -> None:

@@ -79,9 +79,10 @@ class DeliveryStore:
                     states[(r.seq, r.destination)] = State(r.status, r.attempts)
             return logged, states
 
-    def commit(self, rows: list[dict], events: list[dict]) -> None:
+    def commit(self, rows: list[dict], events: list[dict], archive: dict[str, bytes] | None = None) -> None:
         """Upsert delivery rows (message_seq, message_id, route, destination, status, attempts,
-        due_at, error_code, last_error) and append their events, in one transaction."""
+        due_at, error_code, last_error) and append their events, in one transaction; archive
+        holds transform sources by digest (stored beside the bodies, once)."""
         if not rows and not events:
             return
         now = utcnow()
@@ -93,6 +94,8 @@ class DeliveryStore:
                     set_={name: statement.excluded[name] for name in
                           ("status", "attempts", "due_at", "error_code", "last_error", "updated_at")})
                 conn.execute(statement, [{**row, "updated_at": now} for row in rows])
+            if archive:
+                self._writer.insert_bodies(conn, archive)
             self._writer.append_events(conn, events)
 
     # -- the retry scheduler ------------------------------------------------------------------

@@ -9,6 +9,7 @@ published to huitong.route.<id>.dead with the original message and the error."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -60,6 +61,8 @@ class Router:
         self.store = store
         self.parser = parser
         self.publisher = publisher  # dead-letter copies
+        self._archived: set[str] = set()  # transform sources this process has stored
+        self._to_archive: dict[str, bytes] = {}
         self._by_queue = {route_queue_name(r.id): r for r in routes.routes.values()}
 
     def handle(self, batch: list[Delivery]) -> None:
@@ -76,7 +79,9 @@ class Router:
                 log.warning("route.unknown_queue", queue=queue, count=len(deliveries))
                 continue
             self._route_batch(route, deliveries, now, rows, events, dead)
-        self.store.commit(rows, events)
+        archive, self._to_archive = self._to_archive, {}
+        self.store.commit(rows, events, archive)
+        self._archived.update(archive)
         if dead:
             self._publish_dead(dead)
 
@@ -134,7 +139,7 @@ class Router:
                 outcomes = destination.deliver([o for _, _, o in items])
             except Exception as exc:  # a plug-in that raised instead of reporting
                 outcomes = [DeliveryError(f"{name}: {exc.__class__.__name__}: {exc}")] * len(items)
-            for (m, t, _), outcome in zip(items, outcomes):
+            for (m, t, o), outcome in zip(items, outcomes):
                 seen = known.get(m.seq, {})
                 if isinstance(outcome, Exception):
                     self._failed(route, m, t, seen, outcome, now, rows, events, dead)
@@ -143,7 +148,20 @@ class Router:
                     rows.append(_row(m, route, t, DELIVERED, attempt))
                     events.append(event_row("DELIVERED", now, message_seq=m.seq, message_id=m.message_id, route=route.id,
                                         source=m.source, detail={"destination": t.name, "attempt": attempt,
-                                                                 **outcome}))
+                                                                 **self._what_went_out(route, t, o), **outcome}))
+
+    def _what_went_out(self, route: Route, target: Target, item: Outgoing) -> dict:
+        """The digest of what the destination got and of the transform that made it (its source
+        archived once per process), so a replay can tell whether it would now send the same."""
+        out = {"payload_digest": hashlib.sha256(item.payload).hexdigest()}
+        transform = route.transform_for(target)
+        if transform is not None:
+            out["transform"] = transform.name
+            if transform.digest:
+                out["transform_digest"] = transform.digest
+                if transform.digest not in self._archived:
+                    self._to_archive[transform.digest] = transform.source
+        return out
 
     @staticmethod
     def _targets(route: Route, m: Incoming, seen: dict[str, State]) -> list[Target]:

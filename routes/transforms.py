@@ -35,9 +35,13 @@ def find_mapper(name: str) -> Mapper | None:
 
 
 class Transform(ABC):
-    """Applies to the parsed envelope; returns the bytes a destination sends."""
+    """Applies to the parsed envelope; returns the bytes a destination sends. A transform whose
+    definition is data (a stylesheet) has a digest and its source, archived in the exchange log
+    when used, so that a replay can rebuild what this version produced."""
 
     name: str
+    digest: str | None = None
+    source: bytes | None = None
 
     @abstractmethod
     def apply(self, root: etree._Element) -> bytes:
@@ -49,6 +53,7 @@ class XsltTransform(Transform):
         self.name = f"xslt:{path.name}"
         self.path = path
         self._stylesheet = SafeStylesheet(path, parser)  # ValueError when it cannot run
+        self.digest, self.source = self._stylesheet.digest, self._stylesheet.source
 
     def apply(self, root: etree._Element) -> bytes:
         try:

@@ -3,6 +3,7 @@ libxml2 with every file and network access denied (no document(), no xsl:documen
 compiled once per thread (a compiled stylesheet must not run on two threads at once)."""
 from __future__ import annotations
 
+import hashlib
 import threading
 from pathlib import Path
 
@@ -19,10 +20,12 @@ class StylesheetError(Exception):
 
 
 class SafeStylesheet:
-    def __init__(self, path: Path, parser: HardenedParser):
+    def __init__(self, path: Path, parser: HardenedParser, *, source: bytes | None = None):
+        """From a file, or from its bytes (source) as archived in the exchange log."""
         self.path = Path(path)
         try:
-            document = parser.parse_file(self.path)
+            self.source = self.path.read_bytes() if source is None else source
+            document = parser.parse(self.source, base_url=str(self.path))
         except OSError as exc:
             raise ValueError(f"XSLT file {path} cannot be read: {exc.strerror}") from None
         except RejectedMessage as exc:
@@ -31,8 +34,14 @@ class SafeStylesheet:
             etree.XSLT(document, access_control=_DENY)
         except etree.XSLTParseError as exc:
             raise ValueError(f"XSLT file {path} does not compile: {first_error(exc)}") from None
+        # What a delivery records, so a replay can rebuild the output of this very version.
+        self.digest = hashlib.sha256(self.source).hexdigest()
         self._document = document
         self._local = threading.local()
+
+    @classmethod
+    def from_bytes(cls, source: bytes, parser: HardenedParser) -> "SafeStylesheet":
+        return cls(Path("archived.xsl"), parser, source=source)
 
     def __call__(self, root: etree._Element):
         """The result tree (bytes() of it honours xsl:output); StylesheetError when the

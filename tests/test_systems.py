@@ -100,3 +100,28 @@ def test_a_running_hub_follows_disable_and_rotate(backend, tmp_path):
         assert push(new) == "ACCEPTED"
     finally:
         hub.close()
+
+
+def test_a_worker_that_loses_the_race_to_seed_a_system_knows_it_at_once(backend, monkeypatch):
+    """Two workers start together; both look the system up, one registers it, the other's
+    insert collides. The loser must not keep its cached "unknown" (it refused a department's
+    files for the cache's lifetime)."""
+    from bus.config import SystemSeed
+    from bus.database import make_engine, upgrade
+    from bus.secret_box import SecretBox, new_key
+    from bus.systems import SystemRegistry
+
+    engine = make_engine(backend.database_url)
+    upgrade(engine)
+    box = SecretBox(new_key())
+    winner, loser = SystemRegistry(engine, box, cache_seconds=60), SystemRegistry(engine, box, cache_seconds=60)
+    seed = SystemSeed(id="320382.zjj.sgxk", name="施工许可 (sample)", secret="sample-secret-not-real",
+                      grants=["CaseAccepted"])
+    assert loser.get(seed.id, fresh=True) is None  # the loser looks first: "unknown" is cached
+    assert winner.seed([seed], {}) == [seed.id]  # the winner registers it meanwhile
+    monkeypatch.setattr(loser, "get", lambda *a, **k: None)  # (what the loser saw a moment ago)
+    loser.seed([seed], {})  # its insert collides: "already registered"
+    monkeypatch.undo()
+    identity, secret = loser.credentials(seed.id)
+    assert identity is not None and secret == "sample-secret-not-real"
+    engine.dispose()
