@@ -170,6 +170,10 @@ class AuditSettings(Section):
     # A seq not yet visible holds sealing back this long (a commit still in flight), then it is
     # recorded as skipped (a rolled-back transaction).
     gap_wait_seconds: float = Field(10.0, ge=0, le=3600)
+    # `huitong audit retain` without --before archives and removes what is older than this many
+    # days (0: keep everything), into archive_dir (default: <state_dir>/archive).
+    retention_days: int = Field(0, ge=0)
+    archive_dir: str = ""
     # The log API (/api/v1/log) takes HTTP Basic credentials only over TLS unless this allows
     # plain HTTP (a trusted network, the demo).
     allow_http: bool = False

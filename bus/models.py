@@ -85,7 +85,8 @@ class Message(Base):
 
 
 class Event(Base):
-    """Every hop of every message, in log order. Never updated, never deleted."""
+    """Every hop of every message, in log order. Never updated; deleted only by retention
+    (`huitong audit retain`), after an archive of them has been verified."""
 
     __tablename__ = "events"
     __table_args__ = (Index("ix_events_kind_at", "kind", "at"),)

@@ -48,11 +48,11 @@ class NothingToExport(Exception):
 
 def export_bundle(engine: Engine, keys: SealKeys, out: Path, *, case_number: str | None = None,
                   since: dt.datetime | None = None, until: dt.datetime | None = None,
-                  reader: str = "operator") -> dict:
+                  seq_range: tuple[int, int] | None = None, reader: str = "operator") -> dict:
     """Write the bundle; returns its manifest. Only sealed events go in (an unsealed one could
     not be proved); how many were left out for that is in the manifest."""
     with engine.connect() as conn:
-        events = conn.execute(_events_query(case_number, since, until)).all()
+        events = conn.execute(_events_query(case_number, since, until, seq_range)).all()
         if not events:
             raise NothingToExport("no events match" + (f" case {case_number}" if case_number else " the window"))
         top = conn.execute(select(Seal.last_seq).order_by(Seal.id.desc()).limit(1)).scalar() or 0
@@ -83,7 +83,8 @@ def export_bundle(engine: Engine, keys: SealKeys, out: Path, *, case_number: str
     manifest = {"huitong_evidence": 1,
                 "criteria": {k: v for k, v in {"case_number": case_number,
                                                "since": since.isoformat() if since else None,
-                                               "until": until.isoformat() if until else None}.items() if v},
+                                               "until": until.isoformat() if until else None,
+                                               "seqs": list(seq_range) if seq_range else None}.items() if v},
                 "events": [e.seq for e in sealed], "unsealed_left_out": len(events) - len(sealed),
                 "bodies": digests, "seals": [s.id for s in seals], "key_id": signer.key_id,
                 "files": {name: hashlib.sha256(data).hexdigest() for name, data in sorted(files.items())}}
@@ -107,8 +108,10 @@ def export_bundle(engine: Engine, keys: SealKeys, out: Path, *, case_number: str
     return manifest
 
 
-def _events_query(case_number, since, until):
+def _events_query(case_number, since, until, seq_range=None):
     query = select(*EVENT_COLUMNS)
+    if seq_range:
+        query = query.where(Event.seq >= seq_range[0], Event.seq <= seq_range[1])
     if case_number:
         seqs = select(Message.seq).where(Message.case_number == case_number)
         ids = select(Message.message_id).where(Message.case_number == case_number)

@@ -7,7 +7,7 @@ import datetime as dt
 from sqlalchemy import and_, select
 
 from bus.models import Event, Message, MessageBody
-from replay.models import Seal
+from replay.models import ChainAnchor, Seal
 from replay.verifier import SealHeader, leaf
 
 EVENT_COLUMNS = (Event.seq, Event.kind, Event.at, Event.message_seq, Event.message_id, Event.source,
@@ -62,6 +62,11 @@ def header_of(seal) -> SealHeader:
     return SealHeader(id=seal.id, first_seq=seal.first_seq, last_seq=seal.last_seq, event_count=seal.event_count,
                       skipped=tuple(tuple(r) for r in seal.skipped), events_hash=seal.events_hash,
                       prev_hash=seal.prev_hash, key_id=seal.key_id, sealed_at=iso_utc(seal.sealed_at))
+
+
+def latest_anchor(conn):
+    """Where the chain continues after retention (None when nothing was ever cut)."""
+    return conn.execute(select(ChainAnchor).order_by(ChainAnchor.id.desc()).limit(1)).first()
 
 
 def last_seal(conn):

@@ -72,7 +72,7 @@ def _report_dict(report, keys_file) -> dict:
             "first_seq": report.first_seq, "last_sealed_seq": report.last_sealed_seq,
             "unsealed": {"events": report.unsealed, "first_seq": report.unsealed_first_seq,
                          "first_at": report.unsealed_first_at},
-            "keys": keys_file or "database",
+            "keys": keys_file or "database", "anchor": report.anchor,
             "findings": [{"code": f.code, "seq": f.seq, "seal": f.seal, "text": f.text} for f in report.findings]}
 
 
@@ -84,6 +84,10 @@ def _echo_report(report, keys_file) -> None:
         click.echo(f"FAILED: first {report.first}")
         for finding in report.findings[1:]:
             click.echo(f"  then {finding}")
+    if report.anchor:
+        a = report.anchor
+        click.echo(f"the chain continues from seal {a['seal_id']} (hash {a['seal_hash'][:16]}…, events up to "
+                   f"#{a['last_seq']}), archived in {a['archive']} (sha256 {a['archive_sha256'][:16]}…)")
     if report.unsealed:
         click.echo(f"unsealed: {report.unsealed} events from #{report.unsealed_first_seq} "
                    f"(logged {report.unsealed_first_at}) are not covered by a seal yet")
@@ -344,3 +348,40 @@ def replay_command(config_path, since, until, route, message_type, case_number, 
     click.echo(f"replay {report.replay_id} ({report.mode}): {report.messages} messages; {counts}"
                + (f"; {report.skipped_forwards} forwards to other routes not replayed" if report.skipped_forwards
                   else ""))
+
+
+@audit.command("retain")
+@config_option
+@click.option("--before", type=Moment(), help="Archive and remove what was sealed before then "
+                                                "(default: audit.retention_days ago).")
+@click.option("--archive-dir", type=click.Path(file_okay=False), help="Where the archive goes "
+                                                                        "(default: audit.archive_dir, else <state_dir>/archive).")
+@click.option("--operator", help="Who (recorded; default: your login name).")
+@click.option("--yes", is_flag=True, help="Do it without asking.")
+def retain_command(config_path, before, archive_dir, operator, yes):
+    """Archive the oldest sealed part of the exchange log as a verified evidence bundle, then
+    delete it; the chain stays verifiable from the anchor left in its place."""
+    import datetime as dt
+
+    from replay.retention import RetentionRefused, plan_cut, retain
+    settings = _settings(config_path)
+    if before is None:
+        if not settings.audit.retention_days:
+            raise click.UsageError("give --before, or set audit.retention_days in the configuration")
+        before = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=settings.audit.retention_days)
+    engine = engine_for(settings)
+    cut = plan_cut(engine, before)
+    if cut is None or cut.events == 0:
+        click.echo(f"nothing to retain: no seal was made before {before.isoformat()}")
+        return
+    directory = Path(archive_dir or settings.audit.archive_dir or Path(settings.state_dir) / "archive")
+    if not yes and not click.confirm(f"Archive {cut.events} events (#{cut.first_seq}–#{cut.last_seq}, up to seal "
+                                     f"{cut.seal_id}) into {directory} and remove them from the log?", default=False):
+        sys.exit(1)
+    try:
+        outcome = retain(engine, _keys(settings, engine), cut, directory, by=_reader(operator))
+    except RetentionRefused as exc:
+        raise click.ClickException(f"{exc.code}: {exc}") from None
+    click.echo(f"archived {outcome['events']} events into {outcome['archive']} (sha256 {outcome['archive_sha256']}); "
+               f"removed them, {outcome['messages']} messages and {outcome['bodies']} bodies; "
+               f"{outcome['kept_messages']} messages kept (unpublished, waiting or dead-lettered, or still referenced)")

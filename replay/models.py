@@ -28,6 +28,23 @@ class SealKey(Base):
     retired_at: Mapped[Optional[dt.datetime]] = mapped_column(UtcDateTime())
 
 
+class ChainAnchor(Base):
+    """Where the chain continues after retention removed its start: the last removed seal's id,
+    hash and last seq, and the archive that holds what was removed."""
+
+    __tablename__ = "chain_anchors"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    seal_id: Mapped[int] = mapped_column(SeqType)
+    seal_hash: Mapped[str] = mapped_column(String(64))
+    last_seq: Mapped[int] = mapped_column(SeqType)
+    archive: Mapped[str] = mapped_column(String(200))
+    archive_sha256: Mapped[str] = mapped_column(String(64))
+    events_removed: Mapped[int] = mapped_column(Integer)
+    cut_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+    by: Mapped[str] = mapped_column(String(120))
+
+
 class Seal(Base):
     """One link of the chain: a signed hash over the events first_seq..last_seq (without the
     skipped seqs) and the previous seal. `leaves` keeps every covered event's hash (32 bytes

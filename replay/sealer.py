@@ -19,12 +19,16 @@ from sqlalchemy.exc import IntegrityError
 
 from bus.logs import get_logger
 from bus.secret_box import SecretBox
-from replay.chain import events_from, iso_utc, last_seal, row_leaf
+from replay.chain import events_from, iso_utc, last_seal, latest_anchor, row_leaf
 from replay.keys import SealKeys
 from replay.models import Seal
 from replay.verifier import GENESIS, SealHeader, events_hash
 
 log = get_logger("huitong.audit")
+
+
+def _id_of(row) -> int:
+    return row.seal_id if hasattr(row, "seal_id") else row.id
 
 
 class ChainSealer:
@@ -41,8 +45,8 @@ class ChainSealer:
         """Seal what can be sealed now, in one seal; returns how many events it covered."""
         signer = self.keys.signer()
         with self.engine.connect() as conn:
-            last = last_seal(conn)
-            seal_id, expected, prev = (last.id + 1, last.last_seq + 1, last.seal_hash) if last else (1, 1, GENESIS)
+            last = last_seal(conn) or latest_anchor(conn)  # after retention: the anchor
+            seal_id, expected, prev = (_id_of(last) + 1, last.last_seq + 1, last.seal_hash) if last else (1, 1, GENESIS)
             rows = conn.execute(events_from(expected).limit(self.max_events)).all()
         first_seq, skipped, leaves, last_seq = expected, [], bytearray(), None
         now = time.monotonic()

@@ -121,6 +121,7 @@ class Report:
     unsealed: int = 0  # events after the last seal
     unsealed_first_seq: int | None = None
     unsealed_first_at: str | None = None
+    anchor: dict | None = None  # where the chain starts after retention
 
     @property
     def ok(self) -> bool:

@@ -16,7 +16,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 from sqlalchemy import Engine, func, select
 
-from replay.chain import events_with_evidence_from, header_of, iso_utc, row_leaf
+from replay.chain import events_with_evidence_from, header_of, iso_utc, latest_anchor, row_leaf
 from replay.models import Seal
 from replay.verifier import GENESIS, ChainChecker, Finding, Report
 
@@ -33,7 +33,9 @@ def verify_log(engine: Engine, public_keys: dict[str, bytes], *, since: dt.datet
     """since: start at the first seal made at or after it, trusting the stored hash of the seal
     before (a full run, without since, checks that one too). jobs: processes for a long chain."""
     with engine.connect() as conn:
-        start_id, start_hash = 1, GENESIS
+        start_id, start_hash, anchor = 1, GENESIS, latest_anchor(conn)
+        if anchor is not None:  # retention archived the start; the chain continues from its anchor
+            start_id, start_hash = anchor.seal_id + 1, anchor.seal_hash
         if since is not None:
             first = conn.execute(select(Seal.id, Seal.prev_hash).where(Seal.sealed_at >= since)
                                  .order_by(Seal.id).limit(1)).first()
@@ -44,8 +46,12 @@ def verify_log(engine: Engine, public_keys: dict[str, bytes], *, since: dt.datet
         top = conn.scalar(select(func.max(Seal.id))) or 0
     span = top - start_id + 1
     jobs = max(1, min(jobs, span // MIN_SEALS_PER_JOB))
+    anchored = {"seal_id": anchor.seal_id, "seal_hash": anchor.seal_hash, "last_seq": anchor.last_seq,
+                "archive": anchor.archive, "archive_sha256": anchor.archive_sha256} if anchor else None
     if jobs == 1:
-        return _verify_range(engine, public_keys, start_id, None, start_hash, max_findings)
+        report = _verify_range(engine, public_keys, start_id, None, start_hash, max_findings)
+        report.anchor = anchored
+        return report
     bounds = [start_id + span * i // jobs for i in range(jobs)] + [top + 1]
     url = engine.url.render_as_string(hide_password=False)
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
@@ -71,6 +77,7 @@ def verify_log(engine: Engine, public_keys: dict[str, bytes], *, since: dt.datet
         report.unsealed, report.unsealed_first_seq, report.unsealed_first_at = (
             part.unsealed, part.unsealed_first_seq, part.unsealed_first_at)
     report.findings = report.findings[:max_findings]
+    report.anchor = anchored
     return report
 
 
@@ -99,8 +106,9 @@ def _verify_range(engine: Engine, public_keys: dict[str, bytes], start_id: int, 
         checker = ChainChecker(public_keys, start_hash=start_hash, start_seal=start_id, max_findings=max_findings)
         first_seq = conn.scalar(select(Seal.first_seq).where(Seal.id >= start_id).order_by(Seal.id).limit(1))
         if first_seq is None:  # nothing sealed in the window: all of it is the unsealed tail
-            first_seq = (conn.scalar(select(Seal.last_seq).where(Seal.id < start_id).order_by(Seal.id.desc())
-                                     .limit(1)) or 0) + 1
+            before = conn.scalar(select(Seal.last_seq).where(Seal.id < start_id).order_by(Seal.id.desc()).limit(1))
+            anchor = latest_anchor(conn)
+            first_seq = (before or (anchor.last_seq if anchor else 0)) + 1
         query = select(Seal).where(Seal.id >= start_id).order_by(Seal.id)
         until = None
         if end_id is not None:

@@ -239,7 +239,7 @@ def test_cli_seal_verify_and_keys(backend, tmp_path):
     engine.dispose()
     bad = runner.invoke(main, ["audit", "verify", "--keys", str(keys_file), "--json"], env=env)
     assert bad.exit_code == 1
-    report = json.loads(bad.output)
+    report = json.loads(bad.stdout)
     assert report["findings"][0]["code"] == "EVENT_ALTERED" and report["findings"][0]["seq"] == 3
 
     rotated = runner.invoke(main, ["audit", "keys", "rotate"], env=env)

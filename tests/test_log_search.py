@@ -154,7 +154,7 @@ def test_cli_log_search_and_show(logged, tmp_path):
     assert found.exit_code == 0, found.output
     lines = [line for line in found.output.splitlines() if CASE in line]
     assert len(lines) == 3 and ids["CaseResult-approved.xml"] in lines[0] and f"{FERRY_ROUTE}→ferry DELIVERED" in lines[0]
-    as_json = json.loads(runner.invoke(main, ["log", "search", "--status", "dead_lettered", "--json"], env=env).output)
+    as_json = json.loads(runner.invoke(main, ["log", "search", "--status", "dead_lettered", "--json"], env=env).stdout)
     assert [i["message_id"] for i in as_json["items"]] == [ids["CaseAccepted-person-window.xml"]]
     bad = runner.invoke(main, ["log", "search", "--citizen-id", CITIZEN[:-1] + "1"], env=env)
     assert bad.exit_code == 1 and "CITIZEN_ID_CHECK" in bad.output

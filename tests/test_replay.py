@@ -169,7 +169,7 @@ def test_cli_replay(routed, backend):
     dry = runner.invoke(main, ["replay", "--config", config, "--since", since, "--dry-run", "--reason", "核对",
                                "--json"])
     assert dry.exit_code == 0, dry.output
-    answer = json.loads(dry.output)
+    answer = json.loads(dry.stdout)  # (log lines go to stderr)
     assert answer["mode"] == "dry-run" and answer["counts"] == {"unchanged": 10}
     sandbox = tmp_path / "cli-sandbox"
     made = runner.invoke(main, ["replay", "--config", config, "--case", "320382-SCJG-20261120-0001",
