@@ -65,6 +65,8 @@ def _rest(url: str, cases: list[str]) -> dict:
     port = 18500 + os.getpid() % 500
     config = {"database_url": url, "broker_url": "memory://", "state_dir": str(tmp / "var"),
               "http": {"port": port, "threads": 8}, "audit": {"allow_http": True, "seal": False},
+              # A reader only: no relay (with the in-memory broker it would re-publish the whole log).
+              "relay": {"enabled": False},
               "logging": {"level": "WARNING", "format": "json"},
               "systems": [{"id": AUDITOR, "name": "supervision (sample)", "secret": SECRET, "grants": ["READ_LOG"]}]}
     (tmp / "huitong.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")

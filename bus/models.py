@@ -68,7 +68,8 @@ class Message(Base):
     seq: Mapped[int] = mapped_column(SeqType, primary_key=True, autoincrement=True)
     receipt_id: Mapped[str] = mapped_column(String(36), unique=True)
     source: Mapped[str] = mapped_column(String(80))
-    message_id: Mapped[str] = mapped_column(String(36))
+    # Its own index: an auditor traces a message by its id alone (the unique key leads with source).
+    message_id: Mapped[str] = mapped_column(String(36), index=True)
     type: Mapped[str] = mapped_column(String(40), index=True)
     schema_version: Mapped[str] = mapped_column(String(10))
     correlation_id: Mapped[Optional[str]] = mapped_column(String(36), index=True)

@@ -291,13 +291,15 @@ def verify_bundle_command(bundle, keys_file):
 @click.option("--case", "case_number", help="Only this case's messages.")
 @click.option("--to-sandbox", "sandbox", type=click.Path(file_okay=False),
               help="Write the messages and what each destination would get under DIR instead of delivering.")
+@click.option("--sandbox-zip", is_flag=True, help="With --to-sandbox: one zip per destination (and messages.zip) "
+                                                  "instead of a file per message.")
 @click.option("--dry-run", is_flag=True, help="Only list what would be delivered where, and what changed since.")
 @click.option("--reason", required=True, help="Why (recorded with every replayed message).")
 @click.option("--operator", help="Who replays (default: your login name).")
 @click.option("--yes", is_flag=True, help="Deliver for real without asking.")
 @click.option("--json", "as_json", is_flag=True, help="The plan and outcome as JSON.")
-def replay_command(config_path, since, until, route, message_type, case_number, sandbox, dry_run, reason, operator,
-                   yes, as_json):
+def replay_command(config_path, since, until, route, message_type, case_number, sandbox, sandbox_zip, dry_run, reason,
+                   operator, yes, as_json):
     """Send logged messages through the routes again, as the routes stand now.
 
     --dry-run lists each message, route and destination: new, unchanged, changed (with the
@@ -321,7 +323,8 @@ def replay_command(config_path, since, until, route, message_type, case_number, 
     except HuitongError as exc:
         raise click.ClickException(f"{exc.code}: {exc}") from None
     request = ReplayRequest(reason=reason, by=_reader(operator), mode=mode, since=since, until=until, route=route,
-                            type=message_type, case_number=case_number, sandbox=Path(sandbox) if sandbox else None)
+                            type=message_type, case_number=case_number, sandbox=Path(sandbox) if sandbox else None,
+                            sandbox_zip=sandbox_zip)
     replayer = Replayer(engine, routes, parser)
     try:
         if mode == DELIVER and not yes:

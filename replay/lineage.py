@@ -10,7 +10,7 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import Engine, and_, exists, insert, or_, select
+from sqlalchemy import Engine, exists, insert, select
 
 from bus.errors import HuitongError
 from bus.exchange_log import event_row
@@ -184,12 +184,13 @@ class LogQueries:
                 raise SearchInvalid(f"message id {message_id} was sent by {len(messages)} systems: give the source "
                                     f"({', '.join(m.source for m in messages)})")
             m = messages[0]
-            rows = conn.execute(select(Event.seq, Event.kind, Event.at, Event.route, Event.code, Event.detail,
-                                       Event.source)
-                                .where(or_(Event.message_seq == m.seq,
-                                           and_(Event.message_id == m.message_id, Event.message_seq.is_(None),
-                                                Event.source == m.source)))
-                                .order_by(Event.seq)).all()
+            columns = (Event.seq, Event.kind, Event.at, Event.route, Event.code, Event.detail, Event.source)
+            # Its own events, and those naming it without the link (a DUPLICATE, a REJECTED reuse):
+            # two index look-ups; one OR of both made PostgreSQL scan millions of events.
+            rows = conn.execute(select(*columns).where(Event.message_seq == m.seq)).all()
+            rows += conn.execute(select(*columns).where(Event.message_id == m.message_id,
+                                                        Event.message_seq.is_(None), Event.source == m.source)).all()
+            rows.sort(key=lambda r: r.seq)
             derived = conn.execute(select(Message.message_id, Message.source, Message.type, Message.received_at)
                                    .where(Message.correlation_id == m.message_id, Message.seq != m.seq)
                                    .order_by(Message.seq)).all()

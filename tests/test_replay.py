@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
+import zipfile
 
 import pytest
 from click.testing import CliRunner
@@ -98,13 +99,22 @@ def test_a_window_replayed_into_a_sandbox_is_byte_identical(routed):
     for file in (tmp_path / "archive").glob("*.xml"):
         message_id = file.name.split("-", 1)[1][:-4]
         assert (sandbox / ids["archive"] / "archive" / f"{message_id}.xml").read_bytes() == file.read_bytes()
+    zipped = tmp_path / "zipped"
+    _replayer(settings, engine).run(ReplayRequest(reason="核对", by="operator:audit-li", mode=SANDBOX, since=started,
+                                                  sandbox=zipped, sandbox_zip=True))
+    with zipfile.ZipFile(zipped / "messages.zip") as archive:  # the same bytes, one zip per folder
+        assert {n: archive.read(n) for n in archive.namelist()} == {f"{m}.xml": d for m, d in sent.items()}
+    with zipfile.ZipFile(zipped / ids["portal"] / "portal.zip") as archive:
+        assert sorted(archive.namelist()) == sorted(p.name for p in (sandbox / ids["portal"] / "portal").iterdir())
+        assert all(archive.read(n) == (sandbox / ids["portal"] / "portal" / n).read_bytes() for n in archive.namelist())
     summary = json.loads((sandbox / f"replay-{report.replay_id}.json").read_text(encoding="utf-8"))
     assert summary["reason"] == "工单 311: 核对门户通知" and summary["messages"] == 6
     # Nothing was delivered; each message has its REPLAYED event, visible in its lineage.
     assert len(list((tmp_path / "portal").glob("*.xml"))) == 4 and _count(engine, "DELIVERED") == 10
+    assert _count(engine, "REPLAYED") == 12  # both sandbox runs
     lineage = LogQueries(engine).lineage("operator:audit-li", next(iter(sent)))
     replayed = [e for e in lineage["events"] if e["event"] == "REPLAYED"]
-    assert len(replayed) == 1 and replayed[0]["detail"]["replay_id"] == report.replay_id
+    assert len(replayed) == 2 and replayed[0]["detail"]["replay_id"] == report.replay_id
     assert replayed[0]["detail"]["by"] == "operator:audit-li" and replayed[0]["detail"]["mode"] == "sandbox"
 
 
@@ -180,3 +190,6 @@ def test_cli_replay(routed, backend):
     assert refused.exit_code == 2 and "--reason" in refused.output
     real = runner.invoke(main, ["replay", "--config", config, "--since", since, "--reason", "重发"], input="n\n")
     assert real.exit_code == 1 and _count(engine, "REPLAYED") == 6  # only the sandbox run's
+    zipped = runner.invoke(main, ["replay", "--config", config, "--case", "320382-SCJG-20261120-0001",
+                                  "--to-sandbox", str(tmp_path / "z"), "--sandbox-zip", "--reason", "核对"])
+    assert zipped.exit_code == 0 and (tmp_path / "z" / "messages.zip").exists()
