@@ -1,4 +1,4 @@
-"""python -m bench [all|validation|publish|route|soap|ingest|catalog|audit|log|replay] [--messages N] [--seconds S] [--enterprises N]
+"""python -m bench [all|validation|publish|route|soap|ingest|catalog|audit|sealcost|log|replay] [--messages N] [--seconds S] [--enterprises N]
 
 Runs on RabbitMQ + PostgreSQL when HUITONG_BENCH_AMQP_URL / HUITONG_BENCH_DATABASE_URL (or the
 HUITONG_TEST_* ones) are set, else embedded. Prints a table, writes bench/results/<date>-<host>.json."""
@@ -17,7 +17,7 @@ from bus.logs import configure_logging
 ROOT = Path(__file__).resolve().parents[1]
 
 
-from bench.audit import bench_audit
+from bench.audit import bench_audit, bench_seal_cost
 from bench.catalog import bench_catalog
 from bench.logsearch import bench_log_search
 from bench.replaying import bench_replay
@@ -30,7 +30,7 @@ from bench.validation import bench_validation
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
-    parser.add_argument("part", nargs="?", default="all", choices=["all", "validation", "publish", "soap", "route", "ingest", "catalog", "audit", "log", "replay"])
+    parser.add_argument("part", nargs="?", default="all", choices=["all", "validation", "publish", "soap", "route", "ingest", "catalog", "audit", "sealcost", "log", "replay"])
     parser.add_argument("--messages", type=int, default=20000)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--enterprises", type=int, default=1_000_000, help="catalog: enterprises to load")
@@ -54,11 +54,13 @@ def main() -> None:
         results["catalog"] = bench_catalog(args.enterprises)
     if args.part in ("all", "audit"):
         results["audit"] = bench_audit(args.messages if args.part == "audit" else 300_000)
+    if args.part in ("all", "sealcost"):
+        results["sealcost"] = bench_seal_cost(min(args.messages, 20_000))
     if args.part in ("all", "log"):
         results["log"] = bench_log_search(args.events)
     if args.part in ("all", "replay"):
         results["replay"] = bench_replay(min(args.messages, 20_000))
-    for part in ("validation", "publish", "route", "soap", "ingest", "catalog", "audit", "log", "replay"):
+    for part in ("validation", "publish", "route", "soap", "ingest", "catalog", "audit", "sealcost", "log", "replay"):
         if part in results:
             print(f"\n{part}")
             for key, value in results[part].items():

@@ -119,3 +119,36 @@ def _read_only(engine) -> None:
         for _ in conn.execution_options(stream_results=True, yield_per=2000).execute(
                 select(MessageBody.digest, MessageBody.content)):
             pass
+
+
+def bench_seal_cost(messages: int = 20_000, rounds: int = 3) -> dict:
+    """Acceptance with the background sealer on and off, alternating, same bodies: does sealing
+    slow acceptance? (4 batched senders, accept -> published, each round a fresh database.)"""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from bus.config import load_settings
+    from bus.hub import Hub
+    from tests.helpers.messages import case_results
+
+    database, amqp = _env("DATABASE_URL"), _env("AMQP_URL")
+    tmp = tempfile.mkdtemp(prefix="huitong-sealcost-")
+    rates: dict[str, list[int]] = {"off": [], "on": []}
+    for _ in range(rounds):
+        for label, seal in (("off", "false"), ("on", "true")):
+            url = _fresh_pg(database) if database else f"sqlite:///{tmp}/{label}-{len(rates[label])}.db"
+            batch = case_results(messages)
+            with _dropped_after(database, url):
+                settings = load_settings(environ={"HUITONG_DATABASE_URL": url, "HUITONG_BROKER_URL": amqp or "memory://",
+                                                  "HUITONG_AUDIT__SEAL": seal, "HUITONG_STATE_DIR": tmp})
+                with Hub(settings).start() as hub:
+                    chunks = [[body for _, body in batch[i:i + 250]] for i in range(0, len(batch), 250)]
+                    start = time.perf_counter()
+                    with ThreadPoolExecutor(4) as pool:
+                        list(pool.map(lambda c: hub.acceptance.accept_many(c, system=SYSTEM), chunks))
+                    while hub.log.unpublished_count():
+                        time.sleep(0.01)
+                    rates[label].append(round(messages / (time.perf_counter() - start)))
+    median = {label: sorted(values)[len(values) // 2] for label, values in rates.items()}
+    return {"messages": messages, "accept_to_published_msg_s_sealing_off": rates["off"],
+            "accept_to_published_msg_s_sealing_on": rates["on"],
+            "median_on_over_off": round(median["on"] / median["off"], 2)}
