@@ -3,6 +3,7 @@ body byte, an event field, a deleted or swapped event, a seal) is found by `audi
 and named by position; an untouched log verifies clean. SQLite and PostgreSQL alike."""
 from __future__ import annotations
 
+import datetime
 import json
 import time
 
@@ -280,3 +281,32 @@ def test_a_long_chain_is_verified_in_parallel_ranges_that_must_join(backend):
         assert _verify(engine, keys, jobs=2).ok
     finally:
         engine.dispose()
+
+
+def test_verify_since_a_time_and_across_a_key_rotation(sealed):
+    engine, keys, sealer, settings = sealed
+    with engine.connect() as conn:
+        first_seals = conn.scalar(select(func.count()).select_from(Seal))
+    time.sleep(0.01)
+    rotated_at = datetime.datetime.now(datetime.timezone.utc)
+    keys.rotate()  # the seals made from now on are signed by the new key
+    with Hub(settings) as hub:
+        _log_some_traffic(hub, 4)
+    assert sealer.seal_all() > 0
+    exported = read_keys_file(export_keys(keys.listing()))
+    assert len(exported) == 2
+    whole = verify_log(engine, exported)
+    assert whole.ok and whole.seals > first_seals
+    recent = verify_log(engine, exported, since=rotated_at)
+    assert recent.ok and recent.seals == whole.seals - first_seals
+    # An edit in an old seal's events is outside a check since the rotation, and inside a whole one.
+    original = _row(engine, Event, seq=2)["code"]
+    with engine.begin() as conn:
+        conn.execute(update(Event).where(Event.seq == 2).values(code="EDITED"))
+    assert verify_log(engine, exported, since=rotated_at).ok
+    assert verify_log(engine, exported).first.seq == 2
+    # The old key alone no longer vouches for the new seals.
+    old_only = {k: v for k, v in exported.items() if k != keys.signer().key_id}
+    with engine.begin() as conn:
+        conn.execute(update(Event).where(Event.seq == 2).values(code=original))
+    assert verify_log(engine, old_only).first.code == "SEAL_KEY_UNKNOWN"
