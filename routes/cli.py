@@ -279,3 +279,43 @@ def worker(config_path):
     hub.start(relay=False, routes=True, adapters=False)
     click.echo(f"route worker running: {', '.join(r.id for r in hub.service('routes').routes.enabled())}", err=True)
     run_until_stopped(hub)
+
+
+@click.command("status")
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="The routes and the health as JSON.")
+def status(config_path, as_json):
+    """The routes table and the hub's health (database, broker, relay lag, sealing).
+
+    Exits 1 when a health check fails."""
+    from bus.cli_common import engine_for
+    from routes.status import as_dict, hub_health, route_status
+    settings = _settings(config_path)
+    engine = engine_for(settings)
+    routes = _checked_routes(settings)
+    try:
+        rows = route_status(engine, routes, settings.broker_url)
+    finally:
+        routes.close()
+    health = hub_health(engine, settings.broker_url, settings.relay.max_lag_seconds)
+    if as_json:
+        click.echo(json.dumps({"routes": as_dict(rows), "health": health}, ensure_ascii=False, indent=2))
+        sys.exit(0 if health["ok"] else 1)
+
+    def shown(value):
+        return "-" if value is None else str(value)
+
+    header = f"{'ROUTE':<32} {'STATE':<8} {'MSG/S':>6} {'DELIVERED':>9} {'RETRYING':>8} {'DEAD':>5} {'QUEUE':>6}  LAST ERROR"
+    click.echo(header)
+    for r in rows:
+        state = "enabled" if r.enabled else "disabled"
+        error = mask_text(r.last_error or "")[:60]
+        click.echo(f"{r.id:<32} {state:<8} {r.delivered_per_s:>6} {r.delivered:>9} {r.retrying:>8} {r.dead:>5} "
+                   f"{shown(r.queue_depth):>6}  {error}")
+    if not rows:
+        click.echo("(no routes: messages are logged and published only)")
+    click.echo("")
+    for name, check in health["checks"].items():
+        details = ", ".join(f"{k} {v}" for k, v in check.items() if k != "ok")
+        click.echo(f"{name:<9} {'ok' if check['ok'] else 'FAILING'}" + (f"  ({details})" if details else ""))
+    sys.exit(0 if health["ok"] else 1)
