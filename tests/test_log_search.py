@@ -38,11 +38,17 @@ USCC, CITIZEN = "91320382MA1Y2K3P9C", "320382199207040242"
 @pytest.fixture
 def logged(backend, tmp_path):
     """A log with routed, delivered, dead-lettered and refused messages."""
+    yield from make_log(backend, tmp_path, FERRY_ROUTE, CITY_ROUTE)
+
+
+def make_log(backend, tmp_path, ferry_route: str, city_route: str):
+    """(Route ids of the caller's own: route queues are shared by every hub of the process on the
+    in-memory broker, and by every run on RabbitMQ.)"""
     routes = tmp_path / "routes"
     routes.mkdir()
-    (routes / "ferry.yaml").write_text(f"id: {FERRY_ROUTE}\nfrom: {{types: [CaseAccepted, CaseResult]}}\n"
+    (routes / "ferry.yaml").write_text(f"id: {ferry_route}\nfrom: {{types: [CaseAccepted, CaseResult]}}\n"
                                        "to: [ferry]\n")
-    (routes / "city.yaml").write_text(f"id: {CITY_ROUTE}\nfrom: {{types: [CaseAccepted], sources: ['*.gaj.*']}}\n"
+    (routes / "city.yaml").write_text(f"id: {city_route}\nfrom: {{types: [CaseAccepted], sources: ['*.gaj.*']}}\n"
                                       "to: [city]\nretry: {attempts: 1}\n")
     config = write_config(tmp_path, backend, routes_dir=routes, destinations={
         "ferry": {"type": "filedrop", "dir": str(tmp_path / "ferry")},

@@ -3,14 +3,24 @@ route deliveries (one route delivered, one dead-lettered) embedded and on Rabbit
 from __future__ import annotations
 
 import json
+import uuid
 
+import pytest
 from click.testing import CliRunner
 
 from bus.cli import main
-from tests.test_log_search import CITY_ROUTE, FERRY_ROUTE, logged  # noqa: F401 (the fixture)
+from tests.test_log_search import make_log
+
+RUN = uuid.uuid4().hex[:6]
+FERRY_ROUTE, CITY_ROUTE = f"status-ferry-{RUN}", f"status-city-{RUN}"
 
 
-def test_status_shows_each_route_and_the_health(logged, tmp_path, backend):  # noqa: F811
+@pytest.fixture
+def logged(backend, tmp_path):
+    yield from make_log(backend, tmp_path, FERRY_ROUTE, CITY_ROUTE)
+
+
+def test_status_shows_each_route_and_the_health(logged, tmp_path, backend):
     config = str(tmp_path / "huitong.yaml")
     runner = CliRunner()
     result = runner.invoke(main, ["status", "--config", config, "--json"])
