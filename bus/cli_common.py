@@ -10,6 +10,7 @@ import click
 from bus.config import Settings, load_settings
 from bus.errors import HuitongError
 from bus.logs import configure_logging
+from bus.times import parse_moment
 
 config_option = click.option("--config", "config_path", type=click.Path(dir_okay=False),
                              help="YAML configuration file (default: $HUITONG_CONFIG, else the embedded default).")
@@ -55,9 +56,6 @@ def engine_for(settings: Settings):
     return engine
 
 
-BEIJING = dt.timezone(dt.timedelta(hours=8), "CST")
-
-
 class Moment(click.ParamType):
     """A point in time on the command line: 2026-11-21, 2026-11-21T08:30 or with a zone
     (…+08:00, …Z). Without a zone it is Beijing time, as the departments read their clocks."""
@@ -68,7 +66,6 @@ class Moment(click.ParamType):
         if isinstance(value, dt.datetime):
             return value
         try:
-            moment = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+            return parse_moment(value)
         except ValueError:
             self.fail(f"{value!r} is not a date or time like 2026-11-21 or 2026-11-21T08:30+08:00", param, ctx)
-        return moment if moment.tzinfo else moment.replace(tzinfo=BEIJING)

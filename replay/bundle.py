@@ -127,11 +127,7 @@ def _events_query(case_number, since, until, seq_range=None):
 
 
 def _seal(seal, *, with_leaves: bool) -> dict:
-    header = header_of(seal)
-    out = {"id": header.id, "first_seq": header.first_seq, "last_seq": header.last_seq,
-           "event_count": header.event_count, "skipped": [list(r) for r in header.skipped],
-           "events_hash": header.events_hash, "prev_hash": header.prev_hash, "key_id": header.key_id,
-           "sealed_at": header.sealed_at, "seal_hash": seal.seal_hash, "signature": seal.signature}
+    out = {**header_of(seal).as_dict(), "seal_hash": seal.seal_hash, "signature": seal.signature}
     if with_leaves:
         out["leaves"] = seal.leaves.hex()
     return out

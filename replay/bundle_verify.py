@@ -19,23 +19,15 @@ import zipfile
 
 try:
     from replay.verifier import (GENESIS, Finding, Report, SealHeader, event_leaf, events_hash,
-                                 key_id_of)
+                                 read_public_keys)
 except ImportError:  # copied beside verifier.py, outside the hub
-    from verifier import GENESIS, Finding, Report, SealHeader, event_leaf, events_hash, key_id_of  # type: ignore
+    from verifier import (GENESIS, Finding, Report, SealHeader, event_leaf, events_hash,  # type: ignore
+                          read_public_keys)
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 MANIFEST, SIGNATURE = "manifest.json", "manifest.sig"
-
-
-def read_keys(text: str) -> dict[str, bytes]:
-    data = json.loads(text)
-    keys = {k["key_id"]: bytes.fromhex(k["public_key"]) for k in data["keys"]}
-    for key_id, raw in keys.items():
-        if key_id_of(raw) != key_id:
-            raise ValueError(f"key {key_id} does not match its public key")
-    return keys
 
 
 def verify_bundle(path: str, keys: dict[str, bytes] | None = None) -> Report:
@@ -58,7 +50,7 @@ def verify_bundle(path: str, keys: dict[str, bytes] | None = None) -> Report:
         manifest_bytes = archive.read(MANIFEST)
         manifest = json.loads(manifest_bytes)
         if keys is None:
-            keys = read_keys(archive.read("keys.json").decode("utf-8"))
+            keys = read_public_keys(archive.read("keys.json").decode("utf-8"))
         public = {key_id: Ed25519PublicKey.from_public_bytes(raw) for key_id, raw in keys.items()}
 
         seals = [json.loads(line) for line in archive.read("seals.jsonl").decode("utf-8").splitlines() if line]
@@ -73,7 +65,7 @@ def verify_bundle(path: str, keys: dict[str, bytes] | None = None) -> Report:
 def _check_seals(seals: list[dict], public: dict, manifest: dict, add, report: Report) -> None:
     previous = None
     for seal in seals:
-        header = _header(seal)
+        header = SealHeader.from_dict(seal)
         report.seals += 1
         computed = header.hash()
         if computed != seal["seal_hash"]:
@@ -108,7 +100,7 @@ def _check_seals(seals: list[dict], public: dict, manifest: dict, add, report: R
 
 
 def _check_events(events: list[dict], seals: list[dict], manifest: dict, add, report: Report) -> None:
-    by_seal = [(_header(s), bytes.fromhex(s["leaves"]) if s.get("leaves") else None) for s in seals]
+    by_seal = [(SealHeader.from_dict(s), bytes.fromhex(s["leaves"]) if s.get("leaves") else None) for s in seals]
     listed = manifest.get("events", [])
     seqs = [e.get("seq") for e in events]
     if seqs != listed:
@@ -172,19 +164,12 @@ def _check_manifest(archive, names: set, manifest: dict, manifest_bytes: bytes, 
         add(Finding("BUNDLE_EXTRA", f"{name} is not listed in the manifest"))
 
 
-def _header(seal: dict) -> SealHeader:
-    return SealHeader(id=seal["id"], first_seq=seal["first_seq"], last_seq=seal["last_seq"],
-                      event_count=seal["event_count"], skipped=tuple(tuple(r) for r in seal["skipped"]),
-                      events_hash=seal["events_hash"], prev_hash=seal["prev_hash"], key_id=seal["key_id"],
-                      sealed_at=seal["sealed_at"])
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m replay.bundle_verify", description=__doc__.split("\n\n")[0])
     parser.add_argument("bundle")
     parser.add_argument("--keys", help="the hub's public keys (audit keys export); default: the bundle's copy")
     args = parser.parse_args(argv)
-    keys = read_keys(open(args.keys, encoding="utf-8").read()) if args.keys else None
+    keys = read_public_keys(open(args.keys, encoding="utf-8").read()) if args.keys else None
     report = verify_bundle(args.bundle, keys)
     for line in describe(report, keys_given=bool(args.keys)):
         print(line)

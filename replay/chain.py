@@ -3,12 +3,13 @@ headers. Shared by the sealer, `audit verify` and the evidence export."""
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 
 from sqlalchemy import and_, select
 
 from bus.models import Event, Message, MessageBody
 from replay.models import ChainAnchor, Seal
-from replay.verifier import SealHeader, leaf
+from replay.verifier import GENESIS, SealHeader, leaf
 
 EVENT_COLUMNS = (Event.seq, Event.kind, Event.at, Event.message_seq, Event.message_id, Event.source,
                  Event.route, Event.code, Event.digest, Event.detail)
@@ -69,5 +70,23 @@ def latest_anchor(conn):
     return conn.execute(select(ChainAnchor).order_by(ChainAnchor.id.desc()).limit(1)).first()
 
 
-def last_seal(conn):
-    return conn.execute(select(Seal.id, Seal.last_seq, Seal.seal_hash).order_by(Seal.id.desc()).limit(1)).first()
+@dataclass(frozen=True)
+class ChainHead:
+    """Where the chain stands: the next seal's id, the first seq it will cover, the hash it
+    follows (the last seal, else the retention anchor, else the start), and when it was sealed."""
+
+    next_id: int
+    next_seq: int
+    prev_hash: str
+    sealed_at: dt.datetime | None = None
+
+
+def chain_head(conn) -> ChainHead:
+    seal = conn.execute(select(Seal.id, Seal.last_seq, Seal.seal_hash, Seal.sealed_at)
+                        .order_by(Seal.id.desc()).limit(1)).first()
+    if seal is not None:
+        return ChainHead(seal.id + 1, seal.last_seq + 1, seal.seal_hash, seal.sealed_at)
+    anchor = latest_anchor(conn)
+    if anchor is not None:
+        return ChainHead(anchor.seal_id + 1, anchor.last_seq + 1, anchor.seal_hash)
+    return ChainHead(1, 1, GENESIS)

@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from bus.logs import get_logger
 from bus.secret_box import SecretBox
 from replay.models import SealKey
-from replay.verifier import key_id_of
+from replay.verifier import key_id_of, read_public_keys
 
 log = get_logger("huitong.audit")
 RAW = dict(encoding=serialization.Encoding.Raw, format=serialization.PublicFormat.Raw)
@@ -92,15 +92,6 @@ def export_keys(listing: list[dict]) -> str:
     return json.dumps({"huitong_seal_keys": 1, "keys": keys}, ensure_ascii=False, indent=2) + "\n"
 
 
-def read_keys_file(text: str) -> dict[str, bytes]:
-    """key_id -> raw public key from an exported keys file; a key whose id does not match its
-    bytes is refused rather than trusted."""
-    try:
-        data = json.loads(text)
-        keys = {k["key_id"]: bytes.fromhex(k["public_key"]) for k in data["keys"]}
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ValueError(f"not a Huitong public keys file: {exc}") from None
-    for key_id, raw in keys.items():
-        if key_id_of(raw) != key_id:
-            raise ValueError(f"key {key_id} in the keys file does not match its public key")
-    return keys
+# The auditor's keys file is read by the self-contained verifier (bundles are checked without
+# the hub); the hub's commands read it the same way.
+read_keys_file = read_public_keys

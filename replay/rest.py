@@ -10,9 +10,9 @@ import json
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Response
 
-from bus.cli_common import BEIJING
 from bus.json_api import JsonApi, Problem, positive_int
 from bus.systems import READ_LOG
+from bus.times import parse_moment
 from replay.lineage import STATUSES, LogQueries, LogSearch, MessageNotFound, SearchInvalid
 
 PREFIX = "/api/v1/log"
@@ -66,10 +66,9 @@ def _moment(args, name: str) -> dt.datetime | None:
     if not value:
         return None
     try:
-        moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return parse_moment(value)
     except ValueError:
         raise Problem(400, "DATE_FORMAT", f"{name} {value!r} is not an ISO 8601 date or time") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=BEIJING)
 
 
 def openapi_document() -> dict:

@@ -26,6 +26,7 @@ from bus.logs import get_logger
 from bus.models import Event, Message, MessageBody, RouteDelivery
 from replay.bundle import export_bundle
 from replay.bundle_verify import verify_bundle
+from replay.chain import latest_anchor
 from replay.keys import SealKeys
 from replay.models import ChainAnchor, Seal
 
@@ -45,10 +46,6 @@ class Cut:
     first_seq: int
     last_seq: int
     events: int
-
-
-def latest_anchor(conn):
-    return conn.execute(select(ChainAnchor).order_by(ChainAnchor.id.desc()).limit(1)).first()
 
 
 def plan_cut(engine: Engine, before: dt.datetime) -> Cut | None:

@@ -19,16 +19,12 @@ from sqlalchemy.exc import IntegrityError
 
 from bus.logs import get_logger
 from bus.secret_box import SecretBox
-from replay.chain import events_from, iso_utc, last_seal, latest_anchor, row_leaf
+from replay.chain import chain_head, events_from, iso_utc, row_leaf
 from replay.keys import SealKeys
 from replay.models import Seal
-from replay.verifier import GENESIS, SealHeader, events_hash
+from replay.verifier import SealHeader, events_hash
 
 log = get_logger("huitong.audit")
-
-
-def _id_of(row) -> int:
-    return row.seal_id if hasattr(row, "seal_id") else row.id
 
 
 class ChainSealer:
@@ -45,8 +41,8 @@ class ChainSealer:
         """Seal what can be sealed now, in one seal; returns how many events it covered."""
         signer = self.keys.signer()
         with self.engine.connect() as conn:
-            last = last_seal(conn) or latest_anchor(conn)  # after retention: the anchor
-            seal_id, expected, prev = (_id_of(last) + 1, last.last_seq + 1, last.seal_hash) if last else (1, 1, GENESIS)
+            head = chain_head(conn)
+            seal_id, expected, prev = head.next_id, head.next_seq, head.prev_hash
             rows = conn.execute(events_from(expected).limit(self.max_events)).all()
         first_seq, skipped, leaves, last_seq = expected, [], bytearray(), None
         now = time.monotonic()
@@ -63,9 +59,10 @@ class ChainSealer:
         if last_seq is None:
             return 0
         self._gaps_seen = {seq: at for seq, at in self._gaps_seen.items() if seq > last_seq}
+        sealed_at = dt.datetime.now(dt.timezone.utc)
         header = SealHeader(id=seal_id, first_seq=first_seq, last_seq=last_seq, event_count=len(leaves) // 32,
                             skipped=tuple(skipped), events_hash=events_hash(bytes(leaves)), prev_hash=prev,
-                            key_id=signer.key_id, sealed_at=iso_utc(dt.datetime.now(dt.timezone.utc)))
+                            key_id=signer.key_id, sealed_at=iso_utc(sealed_at))
         seal_hash = header.hash()
         try:
             with self.engine.begin() as conn:
@@ -74,8 +71,7 @@ class ChainSealer:
                     event_count=header.event_count, skipped=[list(r) for r in header.skipped],
                     events_hash=header.events_hash, leaves=bytes(leaves), prev_hash=header.prev_hash,
                     seal_hash=seal_hash, key_id=header.key_id, signature=signer.sign(seal_hash),
-                    sealed_at=dt.datetime.strptime(header.sealed_at, "%Y-%m-%dT%H:%M:%S.%fZ").replace(
-                        tzinfo=dt.timezone.utc)))
+                    sealed_at=sealed_at))
         except IntegrityError:  # another sealer took this position first; start again from it
             return 0
         return header.event_count

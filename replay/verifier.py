@@ -63,11 +63,22 @@ class SealHeader:
     key_id: str
     sealed_at: str
 
+    def as_dict(self) -> dict:
+        """The header as JSON holds it (in a bundle's seals.jsonl, and hashed with the format)."""
+        return {"id": self.id, "first_seq": self.first_seq, "last_seq": self.last_seq,
+                "event_count": self.event_count, "skipped": [list(r) for r in self.skipped],
+                "events_hash": self.events_hash, "prev_hash": self.prev_hash, "key_id": self.key_id,
+                "sealed_at": self.sealed_at}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "SealHeader":
+        return cls(id=data["id"], first_seq=data["first_seq"], last_seq=data["last_seq"],
+                   event_count=data["event_count"], skipped=tuple(tuple(r) for r in data["skipped"]),
+                   events_hash=data["events_hash"], prev_hash=data["prev_hash"], key_id=data["key_id"],
+                   sealed_at=data["sealed_at"])
+
     def canonical(self) -> bytes:
-        return _canonical({"format": FORMAT, "id": self.id, "first_seq": self.first_seq, "last_seq": self.last_seq,
-                           "event_count": self.event_count, "skipped": [list(r) for r in self.skipped],
-                           "events_hash": self.events_hash, "prev_hash": self.prev_hash, "key_id": self.key_id,
-                           "sealed_at": self.sealed_at})
+        return _canonical({"format": FORMAT, **self.as_dict()})
 
     def hash(self) -> str:
         return hashlib.sha256(b"\x02" + self.canonical()).hexdigest()
@@ -94,6 +105,19 @@ class SealHeader:
 
 def key_id_of(public_raw: bytes) -> str:
     return hashlib.sha256(public_raw).hexdigest()[:16]
+
+
+def read_public_keys(text: str) -> dict[str, bytes]:
+    """key_id -> raw public key from an exported keys file (`audit keys export`, a bundle's
+    keys.json); a key whose id does not match its bytes is refused rather than trusted."""
+    try:
+        keys = {k["key_id"]: bytes.fromhex(k["public_key"]) for k in json.loads(text)["keys"]}
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"not a Huitong public keys file: {exc}") from None
+    for key_id, raw in keys.items():
+        if key_id_of(raw) != key_id:
+            raise ValueError(f"key {key_id} in the keys file does not match its public key")
+    return keys
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 from sqlalchemy import Engine, func, select
 
-from replay.chain import events_with_evidence_from, header_of, iso_utc, latest_anchor, row_leaf
+from replay.chain import chain_head, events_with_evidence_from, header_of, iso_utc, latest_anchor, row_leaf
 from replay.models import Seal
 from replay.verifier import GENESIS, ChainChecker, Finding, Report
 
@@ -106,9 +106,7 @@ def _verify_range(engine: Engine, public_keys: dict[str, bytes], start_id: int, 
         checker = ChainChecker(public_keys, start_hash=start_hash, start_seal=start_id, max_findings=max_findings)
         first_seq = conn.scalar(select(Seal.first_seq).where(Seal.id >= start_id).order_by(Seal.id).limit(1))
         if first_seq is None:  # nothing sealed in the window: all of it is the unsealed tail
-            before = conn.scalar(select(Seal.last_seq).where(Seal.id < start_id).order_by(Seal.id.desc()).limit(1))
-            anchor = latest_anchor(conn)
-            first_seq = (before or (anchor.last_seq if anchor else 0)) + 1
+            first_seq = chain_head(conn).next_seq
         query = select(Seal).where(Seal.id >= start_id).order_by(Seal.id)
         until = None
         if end_id is not None:
