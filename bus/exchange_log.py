@@ -68,6 +68,7 @@ class _Published:
     """Messages the relay put on the wire, to be marked in the next group commit."""
     pending: list
     future: Future
+    sent_at: dt.datetime  # when the relay began handing them to the broker
     nonce: None = None  # shares the queue with acceptances; carries no request nonce
 
 
@@ -196,10 +197,10 @@ class ExchangeLog:
                 results[id(entry)] = NonceReplayed("this nonce was used before: a replayed request")
                 events.append(event_row("REJECTED", now, source=entry.nonce[0], code=NonceReplayed.code,
                                      message_id=_message_id(entry), detail={"receipt_id": receipt_ids[id(entry)]}))
-            published = [p for e in batch if isinstance(e, _Published) for p in e.pending]
-            if published:
-                self._mark_published(conn, published, now)
-                results.update((id(e), None) for e in batch if isinstance(e, _Published))
+            for entry in batch:
+                if isinstance(entry, _Published):
+                    self._mark_published(conn, entry.pending, entry.sent_at)
+                    results[id(entry)] = None
             admitted = [e for e in batch if id(e) not in results]
             stored = self._store_messages(conn, admitted, receipt_ids, now)
             resent = self._resent(conn, admitted, stored, receipt_ids)
@@ -301,27 +302,31 @@ class ExchangeLog:
                 pending = [Pending(*row) for row in conn.execute(
                     query.with_for_update(of=Message, skip_locked=True))]
                 if pending:
+                    sent_at = utcnow()
                     publish(pending)
-                    self._mark_published(conn, pending)
+                    self._mark_published(conn, pending, sent_at)
             return len(pending)
         with self.engine.connect() as conn:
             pending = [Pending(*row) for row in conn.execute(query)]
         if pending:
+            sent_at = utcnow()
             publish(pending)
             with self.engine.begin() as conn:
-                self._mark_published(conn, pending)
+                self._mark_published(conn, pending, sent_at)
         return len(pending)
 
-    def mark_published(self, pending: list[Pending]) -> Future:
+    def mark_published(self, pending: list[Pending], sent_at: dt.datetime) -> Future:
         """Record PUBLISHED for messages the relay put on the wire from memory, in the next
         group commit (no transaction of its own). Should that commit fail, they stay
         unpublished in the log and the relay's scan sends them again."""
         future: Future = Future()
-        self._put(_Published(pending, future))
+        self._put(_Published(pending, future, sent_at))
         return future
 
-    def _mark_published(self, conn, pending: list[Pending], now: dt.datetime | None = None) -> None:
-        now = now or utcnow()
+    def _mark_published(self, conn, pending: list[Pending], now: dt.datetime) -> None:
+        """PUBLISHED at the moment the relay began to send, not when the broker confirmed: a
+        route worker may deliver before the confirm arrives, and a lineage's hops must read
+        in time order."""
         self._writer.mark_published(conn, [p.seq for p in pending], now)
         self._writer.append_events(conn, [
             event_row("PUBLISHED", now, message_seq=p.seq, message_id=p.message_id, source=p.source)
@@ -417,15 +422,23 @@ def _without_sent_at(xml: bytes) -> bytes:
 
 
 def _message_id(entry) -> str | None:
-    return entry.envelope.message_id if isinstance(entry, _Acceptance) else entry.rejection.message_id
+    return entry.envelope.message_id if isinstance(entry, _Acceptance) else _storable(entry.rejection.message_id)
+
+
+def _storable(message_id: str | None) -> str | None:
+    """A refused message's id as far as the log can index it: an id longer than a UUID is not
+    one (the refusal says so) and would break the commit of the whole batch on PostgreSQL."""
+    return message_id if message_id is None or len(message_id) <= 36 else None
 
 
 def _rejected(entry: _Rejection, receipt_id: str, now: dt.datetime):
     rejection = entry.rejection
     receipt = Receipt(receipt_id, rejection.message_id, REJECTED, None, rejection.errors)
-    event = event_row("REJECTED", now, message_id=rejection.message_id, source=entry.source,
+    event = event_row("REJECTED", now, message_id=_storable(rejection.message_id), source=entry.source,
                    code=rejection.code, digest=entry.digest, detail={
                        "receipt_id": receipt_id,
+                       **({"given_message_id": rejection.message_id[:100]}
+                          if rejection.message_id and len(rejection.message_id) > 36 else {}),
                        "errors": [{"path": e.path, "code": e.code, "text": e.text} for e in rejection.errors]})
     return receipt, event
 

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import re
 
-# 18-character citizen ids and 11-digit mainland mobiles standing on their own.
+# 18-character citizen ids and 11-digit mainland mobiles standing on their own: not inside a
+# longer run of letters and digits, such as a SHA-256 hex digest (one in fifty holds eleven
+# digits that look like a mobile, and a masked digest no longer matches its body).
 _CITIZEN_ID = re.compile(r"(?<![0-9A-Za-z])(\d{6})\d{8}(\d{3}[\dX])(?![0-9A-Za-z])")
-_MOBILE = re.compile(r"(?<!\d)(1[3-9]\d)\d{4}(\d{4})(?!\d)")
-_LANDLINE = re.compile(r"(?<!\d)(0\d{2,3}-)\d{3,4}(\d{4})(?!\d)")
+_MOBILE = re.compile(r"(?<![0-9A-Za-z])(1[3-9]\d)\d{4}(\d{4})(?![0-9A-Za-z])")
+_LANDLINE = re.compile(r"(?<![0-9A-Za-z])(0\d{2,3}-)\d{3,4}(\d{4})(?![0-9A-Za-z])")
 
 
 def mask_text(text: str) -> str:

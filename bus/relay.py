@@ -16,7 +16,7 @@ from collections import deque
 
 from bus.broker import Publisher
 from bus.errors import BrokerUnavailable
-from bus.exchange_log import ExchangeLog
+from bus.exchange_log import ExchangeLog, utcnow
 from bus.logs import get_logger
 
 log = get_logger("huitong.relay")
@@ -92,9 +92,10 @@ class Relay:
         if not batch:
             return 0
         try:
+            sent_at = utcnow()
             self.publisher.publish_batch(batch)
             self._marks = [m for m in self._marks if not m.done()]
-            self._marks.append(self.log.mark_published(batch))
+            self._marks.append(self.log.mark_published(batch, sent_at))
         except Exception:
             self._offered.clear()
             self._scan_needed = True  # they are still unpublished in the log
