@@ -168,3 +168,16 @@ class RouteDelivery(Base):
     error_code: Mapped[Optional[str]] = mapped_column(String(40))
     last_error: Mapped[Optional[str]] = mapped_column(Text)
     updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+
+
+class RoutePause(Base):
+    """A route an operator paused: its workers stop taking from its queue (messages wait there,
+    nothing is lost) until it is resumed. A row present means paused; who and why are also in
+    the exchange log (ROUTE_PAUSED / ROUTE_RESUMED events)."""
+
+    __tablename__ = "route_pauses"
+
+    route: Mapped[str] = mapped_column(String(80), primary_key=True)
+    paused_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+    paused_by: Mapped[str] = mapped_column(String(80))
+    reason: Mapped[str] = mapped_column(Text)

@@ -1,7 +1,7 @@
 """The worker runtime: consumes queues with a prefetch window, hands deliveries to a handler
 in batches, and acks only after the handler returned (its effects committed). It owns
-reconnects (kombu's ConsumerMixin), batching and graceful shutdown; a route only says what
-to do with a batch of messages."""
+reconnects (kombu's ConsumerMixin), batching, pausing queues and graceful shutdown; a route
+only says what to do with a batch of messages."""
 from __future__ import annotations
 
 import functools
@@ -34,7 +34,8 @@ BatchHandler = Callable[[list[Delivery]], None]
 
 class Worker(ConsumerMixin):
     def __init__(self, connection: Connection, queues: list[Queue], handler: BatchHandler, *,
-                 prefetch: int = 200, batch_size: int = 100, batch_wait: float = 0.05):
+                 prefetch: int = 200, batch_size: int = 100, batch_wait: float = 0.05,
+                 paused: Callable[[], frozenset[str]] | None = None, pause_check_seconds: float = 1.0):
         self.connection = connection
         self.queues = queues
         self.handler = handler
@@ -46,6 +47,12 @@ class Worker(ConsumerMixin):
         self._thread: threading.Thread | None = None
         self.handled = 0
         self._failures = 0
+        # paused() -> names of queues not to take from now (an operator paused their route)
+        self.paused = paused
+        self.pause_check_seconds = pause_check_seconds
+        self._consumers: dict[str, object] = {}
+        self._stopped: set[str] = set()
+        self._checked_at = 0.0
 
     def get_consumers(self, consumer_cls, channel):
         # One consumer per queue, so each delivery knows the queue (route) it came from.
@@ -53,7 +60,36 @@ class Worker(ConsumerMixin):
                              prefetch_count=self.prefetch, accept=["application/xml"])
                 for q in self.queues]
 
+    def on_consume_ready(self, connection, channel, consumers, **kwargs) -> None:
+        # After every (re)connect all consumers run: stop again the ones that are paused.
+        self._consumers = {c.queues[0].name: c for c in consumers}
+        self._stopped = set()
+        self._checked_at = 0.0
+        self._apply_pauses()
+
+    def _apply_pauses(self) -> None:
+        if self.paused is None or time.monotonic() - self._checked_at < self.pause_check_seconds:
+            return
+        self._checked_at = time.monotonic()
+        try:
+            paused = self.paused()
+        except Exception as exc:  # the database is away: keep going as we are
+            log.warning("worker.pause_check_failed", error=f"{exc.__class__.__name__}: {exc}")
+            return
+        for name, consumer in self._consumers.items():
+            if name in paused and name not in self._stopped:
+                consumer.cancel()
+                self._stopped.add(name)
+                log.info("worker.queue_paused", queue=name)
+            elif name not in paused and name in self._stopped:
+                consumer.consume()
+                self._stopped.discard(name)
+                log.info("worker.queue_resumed", queue=name)
+
     def _on_message(self, queue_name: str, body, message) -> None:
+        if queue_name in self._stopped:
+            message.requeue()  # arrived before the pause took effect: it waits in the queue
+            return
         props = message.properties
         delivery_info = message.delivery_info
         self._buffer.append((Delivery(
@@ -66,6 +102,7 @@ class Worker(ConsumerMixin):
             self.flush()
 
     def on_iteration(self) -> None:
+        self._apply_pauses()
         if self._buffer and time.monotonic() - self._first_at >= self.batch_wait:
             self.flush()
 

@@ -9,12 +9,16 @@ from pathlib import Path
 
 import click
 
-from bus.cli_common import _hub, _settings, config_option, run_until_stopped
+from bus.cli_common import _hub, _settings, config_option, engine_for, run_until_stopped
 from bus.errors import HuitongError, RejectedMessage, RoutesInvalid
 from bus.logs import get_logger
 from bus.masking import mask_text
 
 log = get_logger("huitong.operator")
+
+
+operator_option = click.option("--operator", default=None, metavar="NAME",
+                               help="Who acts (recorded in the exchange log; default: your login name).")
 
 
 def _route_set(settings):
@@ -115,6 +119,41 @@ def routes_show(config_path, route_id):
     click.echo("\n".join(lines))
 
 
+@routes.command("pause")
+@config_option
+@click.argument("route_id")
+@click.option("--reason", required=True, help="Why (recorded with the pause, shown in the console).")
+@operator_option
+def routes_pause(config_path, route_id, reason, operator):
+    """Stop the workers taking from ROUTE_ID's queue (messages wait there; retries are held)
+    until `huitong routes resume`. Running hubs see it within a second."""
+    from routes.pausing import PauseStore
+    settings = _settings(config_path)
+    route_set = _checked_routes(settings)
+    try:
+        _route(route_set, route_id)
+    finally:
+        route_set.close()
+    try:
+        done = PauseStore(engine_for(settings)).pause(route_id, by=operator or getpass.getuser(), reason=reason)
+    except HuitongError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"route {route_id} paused" if done else f"route {route_id} was paused already")
+
+
+@routes.command("resume")
+@config_option
+@click.argument("route_id")
+@click.option("--reason", default=None, help="Why (recorded).")
+@operator_option
+def routes_resume(config_path, route_id, reason, operator):
+    """Let the workers take from a paused ROUTE_ID's queue again."""
+    from routes.pausing import PauseStore
+    settings = _settings(config_path)
+    done = PauseStore(engine_for(settings)).resume(route_id, by=operator or getpass.getuser(), reason=reason)
+    click.echo(f"route {route_id} resumed" if done else f"route {route_id} was not paused")
+
+
 @routes.command("test")
 @config_option
 @click.argument("file", type=click.Path(dir_okay=False, exists=True))
@@ -188,8 +227,6 @@ def _route(route_set, route_id: str):
 
 
 # -- huitong dlq ---------------------------------------------------------------------------------
-operator_option = click.option("--operator", default=None, metavar="NAME",
-                               help="Who acts (recorded in the exchange log; default: your login name).")
 
 
 @click.group()
@@ -288,7 +325,6 @@ def status(config_path, as_json):
     """The routes table and the hub's health (database, broker, relay lag, sealing).
 
     Exits 1 when a health check fails."""
-    from bus.cli_common import engine_for
     from routes.status import as_dict, hub_health, route_status
     settings = _settings(config_path)
     engine = engine_for(settings)
@@ -308,7 +344,7 @@ def status(config_path, as_json):
     header = f"{'ROUTE':<32} {'STATE':<8} {'MSG/S':>6} {'DELIVERED':>9} {'RETRYING':>8} {'DEAD':>5} {'QUEUE':>6}  LAST ERROR"
     click.echo(header)
     for r in rows:
-        state = "enabled" if r.enabled else "disabled"
+        state = "disabled" if not r.enabled else "paused" if r.paused else "enabled"
         error = mask_text(r.last_error or "")[:60]
         click.echo(f"{r.id:<32} {state:<8} {r.delivered_per_s:>6} {r.delivered:>9} {r.retrying:>8} {r.dead:>5} "
                    f"{shown(r.queue_depth):>6}  {error}")

@@ -22,8 +22,9 @@ class RetryScheduler:
     def __init__(self, store: DeliveryStore, publisher: Publisher, routes: list, *, broker_url: str,
                  quorum: bool, poll_interval: float = 0.5, lease_seconds: float = 120.0,
                  mirror_interval: float = 10.0, batch: int = 500, sweep_after: float = 60.0,
-                 sweep_interval: float = 5.0):
+                 sweep_interval: float = 5.0, paused=None):
         self.store = store
+        self.paused = paused or frozenset  # () -> ids of routes an operator paused: nothing handed out
         self.publisher = publisher
         self.routes = routes
         self.route_ids = {r.id for r in routes}
@@ -43,7 +44,7 @@ class RetryScheduler:
 
     def run_once(self) -> int:
         """Publish the retries that are due; returns how many messages went out."""
-        due = self.store.claim_due(self.batch, self.lease_seconds, self.route_ids)
+        due = self.store.claim_due(self.batch, self.lease_seconds, self.route_ids - self.paused())
         if due:
             self.publisher.publish_raw([_to_route(d, headers={RETRY_HEADER: ",".join(d.destinations),
                                                               "x-huitong-attempt": d.attempts + 1}) for d in due])
@@ -60,7 +61,10 @@ class RetryScheduler:
         not match, costs one look."""
         self._swept_at = time.monotonic()
         total = 0
+        paused = self.paused()
         for route in self.routes:
+            if route.id in paused:
+                continue
             while True:
                 missing = [d for d in self.store.unrouted(route.id, route.from_.types, older_than=self.sweep_after,
                                                           limit=self.batch)

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from bus.broker import Publisher, connect
 from bus.logs import get_logger
-from bus.topology import route_queue, route_topology
+from bus.topology import route_queue, route_queue_name, route_topology
 from bus.worker import Worker
 from routes.deliveries import DeliveryStore
 from routes.destinations import DestinationContext
 from routes.loader import load_routes
+from routes.pausing import PauseStore
 from routes.redelivery import RetryScheduler
 from routes.router import Router
 from schemas.hardened import HardenedParser, XmlLimits
@@ -32,6 +33,7 @@ class RouteRuntime:
         self.routes = load_routes(settings.routes.dir or None, settings.destinations, self.context,
                                   parser=self.parser)
         self.store = DeliveryStore(hub.engine)
+        self.pauses = PauseStore(hub.engine)
         self.store.start_sweep_marks([r.id for r in self.routes.enabled()])
         self.queues = route_topology(self.routes.bindings(), quorum=self.quorum)
         self.workers: list[Worker] = []
@@ -52,16 +54,18 @@ class RouteRuntime:
                 log.info("routes.retries_released", count=released,
                          reason="the in-memory broker lost the retries handed out before the restart")
         consumed = [route_queue(r.id, r.from_.binding_keys(), quorum=self.quorum) for r in routes]
+        paused_queues = lambda: frozenset(route_queue_name(r) for r in self.pauses.paused())  # noqa: E731
         for _ in range(options.threads):
             router = Router(self.routes, self.store, self.parser, self._publisher())
             self.workers.append(Worker(connect(self.settings.broker_url), consumed, router.handle,
                                        prefetch=options.prefetch, batch_size=options.batch_size,
-                                       batch_wait=options.batch_wait).start())
+                                       batch_wait=options.batch_wait, paused=paused_queues).start())
         self.scheduler = RetryScheduler(self.store, self._publisher(), routes,
                                         broker_url=self.settings.broker_url, quorum=self.quorum,
                                         poll_interval=options.retry_poll_interval,
                                         lease_seconds=options.retry_lease_seconds,
-                                        sweep_after=options.redrive_after_seconds).start()
+                                        sweep_after=options.redrive_after_seconds,
+                                        paused=self.pauses.paused).start()
         log.info("routes.started", routes=[r.id for r in routes], threads=options.threads)
 
     def stop(self) -> None:

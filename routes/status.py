@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 
 from sqlalchemy import Engine, func, select
 
-from bus.models import Event, Message, RouteDelivery
+from bus.models import Event, Message, RouteDelivery, RoutePause
 from bus.topology import dead_queue_name, route_queue_name
 from routes.deliveries import DEAD, DELIVERED, DISCARDED, RETRY, RETRYING
 from routes.loader import RouteSet
@@ -31,6 +31,7 @@ class RouteStatus:
     dead_queue_depth: int | None = None
     last_error: str | None = None
     last_error_at: str | None = None
+    paused: bool = False  # an operator paused it (routes/pausing.py)
 
 
 def route_status(engine: Engine, routes: RouteSet, broker_url: str | None) -> list[RouteStatus]:
@@ -54,6 +55,9 @@ def route_status(engine: Engine, routes: RouteSet, broker_url: str | None) -> li
                 Event.kind == "DELIVERED", Event.at >= since).group_by(Event.route)):
             if route in rows:
                 rows[route].delivered_per_s = round(count / RATE_WINDOW.total_seconds(), 1)
+        for route in conn.scalars(select(RoutePause.route)):
+            if route in rows:
+                rows[route].paused = True
         for row in rows.values():
             last = conn.execute(select(RouteDelivery.last_error, RouteDelivery.updated_at)
                                 .where(RouteDelivery.route == row.id, RouteDelivery.last_error.is_not(None))

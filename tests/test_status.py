@@ -42,3 +42,24 @@ def test_status_shows_each_route_and_the_health(logged, tmp_path, backend):
     lines = table.stdout.splitlines()
     assert lines[0].startswith("ROUTE") and any(l.startswith(CITY_ROUTE) and " 1 " in l for l in lines)
     assert any(l.startswith("database  ok") for l in lines)
+
+
+def test_routes_pause_and_resume_from_the_terminal(logged, tmp_path, backend):
+    config = str(tmp_path / "huitong.yaml")
+    runner = CliRunner()
+    no_reason = runner.invoke(main, ["routes", "pause", FERRY_ROUTE, "--config", config])
+    assert no_reason.exit_code == 2 and "--reason" in no_reason.output
+    unknown = runner.invoke(main, ["routes", "pause", "no-such-route", "--reason", "x", "--config", config])
+    assert unknown.exit_code != 0 and "no-such-route" in unknown.output
+    paused = runner.invoke(main, ["routes", "pause", FERRY_ROUTE, "--reason", "ferry disk full",
+                                  "--operator", "wang.ops", "--config", config])
+    assert paused.exit_code == 0 and "paused" in paused.stdout
+    again = runner.invoke(main, ["routes", "pause", FERRY_ROUTE, "--reason", "x", "--config", config])
+    assert "paused already" in again.stdout
+    table = runner.invoke(main, ["status", "--config", config]).stdout.splitlines()
+    assert any(line.startswith(FERRY_ROUTE) and " paused " in line for line in table)
+    routes = {r["id"]: r for r in json.loads(runner.invoke(main, ["status", "--config", config, "--json"]).stdout)["routes"]}
+    assert routes[FERRY_ROUTE]["paused"] is True and routes[CITY_ROUTE]["paused"] is False
+    resumed = runner.invoke(main, ["routes", "resume", FERRY_ROUTE, "--config", config])
+    assert resumed.exit_code == 0 and "resumed" in resumed.stdout
+    assert "was not paused" in runner.invoke(main, ["routes", "resume", FERRY_ROUTE, "--config", config]).stdout
