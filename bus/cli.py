@@ -22,24 +22,40 @@ def main() -> None:
 @config_option
 @click.option("--host", help="Address to listen on (default 127.0.0.1).")
 @click.option("--port", type=int, help="Port to listen on (default 8080).")
-def serve(config_path, host, port):
-    """Run the hub in one process: HTTP endpoints, exchange log and relay.
+@click.option("--demo", is_flag=True, help="Also run simulated department systems (under var/demo, with demo "
+              "routes and a flaky destination) and print the demo users' sign-in for the console at /.")
+def serve(config_path, host, port, demo):
+    """Run the hub in one process: HTTP endpoints, the console at /, exchange log and relay.
 
     With no configuration it runs embedded: SQLite under ./var/ and the in-memory broker."""
     import waitress
 
-    from bus.http import create_app
+    from bus.http import create_app, serve_options
 
-    settings = _settings(config_path)
+    demo_plugin = _demo_plugin() if demo else None
+    if demo_plugin is not None:
+        from bus.logs import configure_logging
+        try:
+            settings = demo_plugin.demo_settings(config_path)
+        except HuitongError as exc:
+            raise click.ClickException(str(exc)) from None
+        configure_logging(settings.logging.level, settings.logging.format)
+    else:
+        settings = _settings(config_path)
     hub = _hub(settings).start()
     host = host or settings.http.host
     port = settings.http.port if port is None else port
-    server = waitress.create_server(create_app(hub), host=host, port=port, threads=settings.http.threads)
+    server = waitress.create_server(create_app(hub), host=host, port=port, **serve_options(settings))
 
     def _terminate(*_):
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, _terminate)
+    stop_demo = None
+    if demo_plugin is not None:
+        stop_demo, lines = demo_plugin.start_demo(hub)
+        for line in lines:
+            click.echo(line, err=True)
     click.echo(f"Huitong serving on http://{server.effective_host}:{server.effective_port} "
                f"(database {_safe_url(settings.effective_database_url)}, broker {_safe_url(settings.broker_url)})",
                err=True)
@@ -48,9 +64,20 @@ def serve(config_path, host, port):
     except KeyboardInterrupt:
         pass
     finally:
+        if stop_demo is not None:
+            stop_demo()
         server.close()
         hub.stop()
         click.echo("Huitong stopped.", err=True)
+
+
+def _demo_plugin():
+    """The demo lives in the console package (bus/ imports no plug-in): found by entry point."""
+    from importlib.metadata import entry_points
+    found = [ep for ep in entry_points(group="huitong.demo")]
+    if not found:
+        raise click.ClickException("no demo installed (the console package provides it)")
+    return found[0].load()
 
 
 @main.command()

@@ -25,6 +25,9 @@ class HttpSettings(Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
     threads: int = Field(8, ge=1, le=256)
+    # The TLS-terminating proxy in front of `huitong serve`, whose X-Forwarded-Proto (https) is
+    # believed (waitress drops the header from anyone else); empty: believe no one.
+    trusted_proxy: str = "127.0.0.1"
 
 
 class XmlSettings(Section):
@@ -179,6 +182,20 @@ class AuditSettings(Section):
     allow_http: bool = False
 
 
+class ConsoleSettings(Section):
+    """The operator console at / (console/): sign-in sessions."""
+    session_idle_minutes: int = Field(30, ge=1, le=24 * 60)  # signed out after this long unused
+    session_max_hours: int = Field(12, ge=1, le=24 * 7)  # and after this long in any case
+    # Failed sign-ins of one user within 15 minutes before its sign-in is refused for a while.
+    max_failed_logins: int = Field(5, ge=1, le=100)
+    # Sign-in is taken over https (the cookie then marked Secure) or from this machine itself
+    # (127.0.0.1, the embedded default); this lets plain HTTP from other hosts through.
+    allow_http: bool = False
+    # /metrics answers a Prometheus that sends `Authorization: Bearer <the value of this
+    # environment variable>` (or a signed-in console user); anyone else gets 401.
+    metrics_token_env: str = "HUITONG_METRICS_TOKEN"
+
+
 class LoggingSettings(Section):
     level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
     format: str = Field("auto", pattern="^(auto|json|console)$")
@@ -205,6 +222,7 @@ class Settings(Section):
     frontdb: dict[str, FrontDbSettings] = {}  # name -> front database of a department system
     catalog: CatalogSettings = CatalogSettings()
     audit: AuditSettings = AuditSettings()
+    console: ConsoleSettings = ConsoleSettings()
     # Key that encrypts system secrets at rest (Fernet, urlsafe base64 of 32 bytes). Empty: a key
     # file under state_dir is created on first use; several hosts must share one key.
     secret_key: str = ""
@@ -249,9 +267,10 @@ def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in environ.items():
         # HUITONG_TEST_* and HUITONG_BENCH_* belong to the test suite and the benchmarks,
-        # HUITONG_SAMPLE_* to the demo configuration's secrets.
+        # HUITONG_SAMPLE_* to the demo configuration's secrets, HUITONG_METRICS_TOKEN is the
+        # default holder of /metrics' bearer token (console.metrics_token_env).
         if not key.startswith("HUITONG_") or key.startswith(("HUITONG_TEST_", "HUITONG_BENCH_", "HUITONG_SAMPLE_")) \
-                or key == "HUITONG_CONFIG":
+                or key in ("HUITONG_CONFIG", "HUITONG_METRICS_TOKEN"):
             continue
         path = key[len("HUITONG_"):].lower().split("__")
         node = out

@@ -77,6 +77,13 @@ CODES: dict[str, str] = {
     "DATE_FORMAT": "not a date (YYYY-MM-DD)",
     "NUMBER_FORMAT": "not a number, or not a non-negative amount",
     "PHONE_FORMAT": "not a phone number",
+    # console
+    "LOGIN_FAILED": "the user name or password is wrong, or the user is disabled",
+    "LOGIN_LOCKED": "too many failed sign-ins of this user; try again later",
+    "SESSION_EXPIRED": "the console session ended (idle too long, or signed out)",
+    "FORBIDDEN": "the signed-in user's role may not do this",
+    "CSRF_FAILED": "the form's CSRF token is missing or wrong (a forged or stale request)",
+    "ALREADY_EXISTS": "something with this name exists already",
     # runtime
     "CONFIG_INVALID": "the configuration is wrong",
     "SCHEMA_OUTDATED": "the database schema is older than this release",

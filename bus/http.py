@@ -1,5 +1,6 @@
 """The hub's WSGI application: health and readiness here; adapters mount their endpoints
-(e.g. /ws/exchange) through the `huitong.http` entry-point group, so bus/ imports none."""
+(e.g. /ws/exchange) through the `huitong.http` entry-point group, so bus/ imports none. A mount
+at "/" (the console) answers every path no other mount claims."""
 from __future__ import annotations
 
 import json
@@ -47,11 +48,30 @@ def create_app(hub: Hub):
         try:
             endpoint, _ = adapter.match()
         except Exception:
+            if root is not None:
+                return root
             return _json({"error": "not found", "path": request.path}, 404)
         return views[endpoint](request)
 
-    mounts = {}
+    mounts, root = {}, None
     for ep in entry_points(group="huitong.http"):
-        prefix, app = ep.load()(hub)
-        mounts[prefix] = app
+        for prefix, app in _mounted(ep.load()(hub)):
+            if prefix == "/":
+                root = app
+            else:
+                mounts[prefix] = app
     return DispatcherMiddleware(core, mounts)
+
+
+def serve_options(settings) -> dict:
+    """waitress options of the hub's HTTP server (`huitong serve`, and tests that run it)."""
+    options = {"threads": settings.http.threads}
+    if settings.http.trusted_proxy:
+        options.update(trusted_proxy=settings.http.trusted_proxy, trusted_proxy_headers={"x-forwarded-proto"},
+                       clear_untrusted_proxy_headers=True)
+    return options
+
+
+def _mounted(answer):
+    """An entry point answers (prefix, app) or a list of them."""
+    return answer if isinstance(answer, list) else [answer]

@@ -45,6 +45,7 @@ class Hub:
         self.log.on_commit.append(self.relay.offer)
         self._relay_running = False
         self._started = False
+        self.on_stop: list = []  # callables run first when the hub stops (e.g. the console's pulse)
 
     def service(self, name: str):
         return next(s for s in self.services if s.name == name)
@@ -75,6 +76,8 @@ class Hub:
         return self
 
     def stop(self) -> None:
+        for stop in self.on_stop:
+            stop()
         relay_ran = self._relay_running
         if self._relay_running:
             self.relay.stop()

@@ -88,7 +88,7 @@ class LogQueries:
             items = self._search_messages(criteria, limit + 1, after, only_source)
         more = len(items) > limit
         items = items[:limit]
-        self._audit_read(reader, {"search": criteria.described(), "results": len(items)})
+        self.record_read(reader, {"search": criteria.described(), "results": len(items)})
         return {"items": items, "next": items[-1]["cursor"] if more else None}
 
     def _search_messages(self, c: LogSearch, limit: int, after: int | None, only_source: str | None) -> list[dict]:
@@ -177,7 +177,7 @@ class LogQueries:
                                         .order_by(Event.seq)).all()
                 if not rejected:
                     raise MessageNotFound(f"no message {message_id} in the exchange log")
-                self._audit_read(reader, {"lineage": message_id})
+                self.record_read(reader, {"lineage": message_id})
                 return {"message": None, "events": [_event(r, None, None) for r in rejected], "derived": [],
                         "outputs": [], "replays": [], "deliveries": []}
             if len(messages) > 1 and not source:
@@ -200,7 +200,7 @@ class LogQueries:
         for r in rows:
             events.append(_event(r, previous, received))
             previous = r.at
-        self._audit_read(reader, {"lineage": m.message_id, "source": m.source})
+        self.record_read(reader, {"lineage": m.message_id, "source": m.source})
         outputs = [{"route": e["route"], "destination": e["detail"].get("destination"),
                     "transform": e["detail"].get("transform"), "payload_digest": e["detail"]["payload_digest"],
                     "replay_id": e["detail"].get("replay_id"), "at": e["at"]}
@@ -220,7 +220,8 @@ class LogQueries:
                 "outputs": outputs, "replays": replays, "deliveries": deliveries}
 
     # -- the reads are evidence too -------------------------------------------------------------
-    def _audit_read(self, reader: str, detail: dict) -> None:
+    def record_read(self, reader: str, detail: dict) -> None:
+        """An AUDIT_READ event: who read what (the console's case page records through here too)."""
         with self.engine.begin() as conn:
             conn.execute(insert(Event.__table__).values(
                 event_row("AUDIT_READ", dt.datetime.now(dt.timezone.utc), source=reader, detail=detail)))

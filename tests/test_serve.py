@@ -43,8 +43,14 @@ def test_serve_answers_health_and_readiness_then_stops_cleanly(backend, tmp_path
         assert status == 200 and body == {"status": "alive"}
         status, body = _get(f"http://127.0.0.1:{port}/readyz")
         assert status == 200 and body["checks"]["database"]["ok"] and body["checks"]["broker"]["ok"]
-        status, _ = _get(f"http://127.0.0.1:{port}/nothing-here")
-        assert status == 404
+        try:  # what no mount claims is the console's: a page it does not have
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/nothing-here", timeout=5)
+            raise AssertionError("an unknown path was answered")
+        except urllib.error.HTTPError as exc:
+            assert exc.code == 404
+        # the console's pages want a session first: redirected to the sign-in page
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/routes", timeout=5) as response:
+            assert response.url.endswith("/login?next=%2Froutes") and b'name="password"' in response.read()
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)

@@ -15,7 +15,7 @@ from xml.sax.saxutils import escape  # building requests; parsing goes through H
 import waitress
 from lxml import etree
 
-from bus.http import create_app
+from bus.http import create_app, serve_options
 from bus.hub import Hub
 from schemas.hardened import HardenedParser, XmlLimits
 
@@ -39,7 +39,8 @@ class RunningHub:
     def __init__(self, settings):
         self.hub = Hub(settings).start()
         self.port = free_port()
-        self.server = waitress.create_server(create_app(self.hub), host="127.0.0.1", port=self.port, threads=8)
+        self.server = waitress.create_server(create_app(self.hub), host="127.0.0.1", port=self.port,
+                                             **serve_options(settings))
         self._closing = False
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()

@@ -1,0 +1,95 @@
+"""Simulated department systems for the demo: each tick a county system pushes a case's next
+message (accepted, in process, result) or a registry record, built from the schema samples
+with fresh ids and case numbers; about one push in ten is wrong (a bad USCC or citizen-id check
+character, times out of order) and is rejected as a real one would be. They call the hub's
+acceptance directly, as the SOAP endpoint does once a system has signed in."""
+from __future__ import annotations
+
+import datetime as dt
+import random
+import re
+import threading
+import uuid
+from importlib.resources import files
+
+from bus.logs import get_logger
+from bus.times import BEIJING
+
+log = get_logger("huitong.demo")
+
+_MID = re.compile(rb"<hx:MessageId>[^<]+</hx:MessageId>")
+_CASE = re.compile(rb"<m:CaseNumber>[^<]+</m:CaseNumber>")
+_SOURCE = re.compile(rb"<hx:Source>([^<]+)</hx:Source>")
+CASE_FLOW = ("CaseAccepted-enterprise.xml", "CaseProcess-review.xml", "CaseResult-approved.xml")
+RECORDS = ("EnterpriseRecord-active.xml", "PersonRecord-male.xml", "ProjectRecord-approved.xml",
+           "ServiceItem-promised.xml")
+WRONG = ("applicant-uscc.USCC_CHECK.xml", "applicant-citizen-id.CITIZEN_ID_CHECK.xml",
+         "finished-before-accepted.TIME_ORDER.xml")
+
+
+def _sample(kind: str, name: str) -> bytes:
+    return files("schemas").joinpath("samples", kind, name).read_bytes()
+
+
+class DemoTraffic:
+    def __init__(self, hub, *, per_second: float = 2.0, wrong_share: float = 0.1, seed: int | None = None):
+        self.hub = hub
+        self.interval = 1.0 / per_second
+        self.wrong_share = wrong_share
+        self.random = random.Random(seed)
+        self.flow = [_sample("valid", n) for n in CASE_FLOW]
+        self.records = [_sample("valid", n) for n in RECORDS]
+        self.wrong = [_sample("invalid", n) for n in WRONG]
+        self.open_cases: list[tuple[str, int]] = []  # case number, next step
+        self.serial = self.random.randint(1000, 8000)
+        self.sent = self.rejected = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> "DemoTraffic":
+        self._thread = threading.Thread(target=self._run, name="demo-traffic", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.push_one()
+            except Exception as exc:  # the demo goes on; the hub reports its own trouble
+                log.warning("demo.push_failed", error=f"{exc.__class__.__name__}: {exc}")
+
+    def next_message(self) -> bytes:
+        roll = self.random.random()
+        if roll < self.wrong_share:
+            return self._fresh(self.random.choice(self.wrong))
+        if roll < self.wrong_share + 0.15:
+            return self._fresh(self.random.choice(self.records))
+        if not self.open_cases or (len(self.open_cases) < 20 and self.random.random() < 0.4):
+            self.serial += 1
+            today = dt.datetime.now(BEIJING).strftime("%Y%m%d")
+            self.open_cases.append((f"320382-SCJG-{today}-{self.serial % 10000:04d}", 0))
+        index = self.random.randrange(len(self.open_cases))
+        case, step = self.open_cases[index]
+        if step + 1 < len(self.flow):
+            self.open_cases[index] = (case, step + 1)
+        else:
+            self.open_cases.pop(index)
+        return _CASE.sub(f"<m:CaseNumber>{case}</m:CaseNumber>".encode(), self._fresh(self.flow[step]), count=1)
+
+    def push_one(self) -> bool:
+        data = self.next_message()
+        system = _SOURCE.search(data).group(1).decode()
+        receipt = self.hub.accept(data, system=system)
+        self.sent += 1
+        if not receipt.ok:
+            self.rejected += 1
+        return receipt.ok
+
+    @staticmethod
+    def _fresh(data: bytes) -> bytes:
+        return _MID.sub(f"<hx:MessageId>{uuid.uuid4()}</hx:MessageId>".encode(), data, count=1)
