@@ -18,6 +18,31 @@ ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "schemas" / "samples"
 AMQP_URL = os.environ.get("HUITONG_TEST_AMQP_URL")
 DATABASE_URL = os.environ.get("HUITONG_TEST_DATABASE_URL")
+
+
+def _vhost_of_this_worker(url: str | None) -> str | None:
+    """Under pytest-xdist each worker process gets a RabbitMQ virtual host of its own: route
+    queues bind by message type on the one exchange, so tests running side by side would
+    otherwise receive each other's messages (harmless, the router drops what is not in its
+    log, but slow)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not url or not worker:
+        return url
+    import subprocess
+    from urllib.parse import urlsplit
+    vhost = f"huitong-test-{worker}"
+    try:
+        subprocess.run(["rabbitmqctl", "add_vhost", vhost], capture_output=True, timeout=60)
+    except FileNotFoundError:  # a broker on another machine: the workers share its default vhost
+        return url
+    done = subprocess.run(["rabbitmqctl", "set_permissions", "-p", vhost, urlsplit(url).username or "guest",
+                           ".*", ".*", ".*"], capture_output=True, timeout=60)
+    if done.returncode != 0:
+        raise RuntimeError(f"cannot give the test worker its RabbitMQ vhost {vhost}: {done.stderr.decode()[-300:]}")
+    return urlsplit(url)._replace(path="/" + vhost).geturl()
+
+
+AMQP_URL = _vhost_of_this_worker(AMQP_URL)
 REQUIRE_SERVICES = os.environ.get("HUITONG_TEST_REQUIRE_SERVICES") == "1"
 
 
