@@ -61,36 +61,48 @@ def bench_route(messages: int = 10000, latency_seconds: float = 5.0) -> dict:
             hub.stop()
     result["accept_to_published_msg_s"] = round(published)
 
-    # 2. accept -> delivered, and 3. latency at half that load
+    # 2. accept -> delivered, and 3. latency at half that load (one worker process)
+    result.update(_routed(database, config, "route", messages, published, processes=1, latency_seconds=latency_seconds))
+    # 4. scaling: the same with two worker processes, in the same run
+    two = _routed(database, config, "route2", messages, published, processes=2, latency_seconds=0)
+    result["accept_to_delivered_msg_s_2_workers"] = two["accept_to_delivered_msg_s"]
+    result["scaling_2_vs_1_workers"] = round(two["accept_to_delivered_msg_s"] / result["accept_to_delivered_msg_s"], 2)
+    return result
+
+
+def _routed(database: str, config, label: str, messages: int, published: float, *, processes: int,
+            latency_seconds: float) -> dict:
+    from bus.hub import Hub
+    from tests.helpers.messages import case_results
+    out: dict = {}
     db = _fresh_pg(database)
     with _dropped_after(database, db):
-        path = config("route", db, routes=True)
+        path = config(label, db, routes=True)
         hub = Hub(_settings(path)).start()
         _purge_route_queue(hub)
         try:
-            processes = int(os.environ.get("HUITONG_BENCH_ROUTE_WORKERS", "1"))
-            result["worker_processes"] = processes
+            out["worker_processes"] = processes
             with _worker(path, processes):
                 _wait_consuming(hub)
                 start = time.perf_counter()
                 _accept_batched(hub, case_results(messages))
                 _wait_delivered(hub, messages)
                 routed = messages / (time.perf_counter() - start)
-                result["accept_to_delivered_msg_s"] = round(routed)
-                result["ratio_vs_published"] = round(routed / published, 2)
-
-                rate = routed / 2
-                submitted = _paced(hub, rate, latency_seconds)
-                latencies = _latencies(hub, submitted, messages)
-                result["latency_offered_msg_s"] = round(rate)
-                result["latency_messages"] = len(latencies)
-                result["latency_p50_ms"] = round(_pct(latencies, 50) * 1000, 1)
-                result["latency_p99_ms"] = round(_pct(latencies, 99) * 1000, 1)
+                out["accept_to_delivered_msg_s"] = round(routed)
+                out["ratio_vs_published"] = round(routed / published, 2)
+                if latency_seconds:
+                    rate = routed / 2
+                    submitted = _paced(hub, rate, latency_seconds)
+                    latencies = _latencies(hub, submitted, messages)
+                    out["latency_offered_msg_s"] = round(rate)
+                    out["latency_messages"] = len(latencies)
+                    out["latency_p50_ms"] = round(_pct(latencies, 50) * 1000, 1)
+                    out["latency_p99_ms"] = round(_pct(latencies, 99) * 1000, 1)
         finally:
             hub.stop()
             from tests.helpers.soap import delete_route_queues
             delete_route_queues(hub)
-    return result
+    return out
 
 
 def _settings(path: Path):
