@@ -196,6 +196,24 @@ class ConsoleSettings(Section):
     metrics_token_env: str = "HUITONG_METRICS_TOKEN"
 
 
+class SupervisionSettings(Section):
+    """Electronic supervision (supervision/): how cases are clocked and coloured."""
+    # The working calendar (YAML: holidays and adjusted working days per year); empty:
+    # weekends only. supervision/calendars/ has a sample to copy and check.
+    calendar: str = ""
+    timezone: str = "Asia/Shanghai"  # the zone whose dates count
+    # Yellow when at most this many working days remain, or this share of the limit is
+    # used, whichever comes first; red the day after the deadline.
+    yellow_remaining_days: int = Field(1, ge=0, le=365)
+    yellow_used_ratio: float = Field(0.8, gt=0, le=1)
+    # A result or step with no acceptance waits this long for a late acceptance before it
+    # is raised as an anomaly.
+    anomaly_grace_minutes: float = Field(30.0, ge=0, le=7 * 24 * 60)
+    # The system id alerts are sent as (SupervisionAlert messages), e.g. 320382.huitong.jiancha.
+    alert_source: str = Field("", pattern=r"^$|^[0-9]{6}\.[a-z][a-z0-9_]{0,31}\.[a-z][a-z0-9_]{0,31}$")
+    sweep_interval_seconds: float = Field(60.0, gt=0, le=3600)  # recolouring as days pass
+
+
 class LoggingSettings(Section):
     level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
     format: str = Field("auto", pattern="^(auto|json|console)$")
@@ -223,6 +241,7 @@ class Settings(Section):
     catalog: CatalogSettings = CatalogSettings()
     audit: AuditSettings = AuditSettings()
     console: ConsoleSettings = ConsoleSettings()
+    supervision: SupervisionSettings = SupervisionSettings()
     # Key that encrypts system secrets at rest (Fernet, urlsafe base64 of 32 bytes). Empty: a key
     # file under state_dir is created on first use; several hosts must share one key.
     secret_key: str = ""

@@ -28,7 +28,8 @@ class RouteRuntime:
         settings = hub.settings
         self.settings = settings
         self.quorum = not settings.embedded_broker
-        self.context = DestinationContext(settings, publisher_factory=self._publisher, state_dir=settings.state_dir)
+        self.context = DestinationContext(settings, publisher_factory=self._publisher, state_dir=settings.state_dir,
+                                          submit=hub.acceptance.accept_many)
         self.parser = HardenedParser(XmlLimits(**settings.xml.model_dump()))
         self.routes = load_routes(settings.routes.dir or None, settings.destinations, self.context,
                                   parser=self.parser)

@@ -5,8 +5,9 @@ COMMON = "urn:huitong:common:1"
 ENVELOPE = "urn:huitong:envelope:1"
 CASE = "urn:huitong:case:1"
 REGISTRY = "urn:huitong:registry:1"
+SUPERVISION = "urn:huitong:supervision:1"
 
-PREFIXES = {"hx": ENVELOPE, "c": CASE, "r": REGISTRY, "hc": COMMON}
+PREFIXES = {"hx": ENVELOPE, "c": CASE, "r": REGISTRY, "s": SUPERVISION, "hc": COMMON}
 
 MESSAGE_TYPES: dict[str, str] = {
     "CaseAccepted": CASE,
@@ -16,6 +17,7 @@ MESSAGE_TYPES: dict[str, str] = {
     "PersonRecord": REGISTRY,
     "ProjectRecord": REGISTRY,
     "ServiceItem": REGISTRY,
+    "SupervisionAlert": SUPERVISION,
 }
 
 SUPPORTED_MAJOR = 1

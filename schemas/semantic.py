@@ -11,7 +11,6 @@ from lxml import etree
 
 from bus.errors import FieldError
 from schemas import identifiers as ids
-from schemas.namespaces import CASE, REGISTRY
 from schemas.paths import path_of
 
 Fields = dict[str, etree._Element]
@@ -127,8 +126,8 @@ CHECKS: dict[str, Check] = {
     "PersonRecord": _person,
     "ProjectRecord": _project,
     "ServiceItem": _service_item,
+    "SupervisionAlert": _region,
 }
-FAMILY = {name: (CASE if name.startswith("Case") else REGISTRY) for name in CHECKS}
 
 
 def check_body(message_type: str, fields: Fields) -> list[FieldError]:

@@ -35,6 +35,9 @@ class DestinationContext:
     # () -> bus.broker.Publisher, for destinations that publish (route forwards); one per thread
     publisher_factory: Any = None
     state_dir: str = "var"
+    # (list[bytes], system=...) -> receipts: the hub's acceptance, for destinations that
+    # produce messages of their own (supervision alerts); None outside a hub
+    submit: Any = None
 
 
 class Destination(ABC):

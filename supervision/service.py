@@ -1,0 +1,63 @@
+"""The passing of time, in a hub process that runs routes: every sweep interval, recolour the
+open cases whose yellow or red day has come, raise provisional anomalies whose grace is
+over, and send the alerts not yet sent. Idle unless a supervision destination is configured."""
+from __future__ import annotations
+
+import threading
+
+from bus.database import make_engine
+from bus.logs import get_logger
+from supervision.alerts import AlertSender
+from supervision.store import Policy, SupervisionStore
+
+log = get_logger("huitong.supervision")
+
+
+class SupervisionService:
+    name = "supervision"
+    kind = "routes"
+    queues: list = []
+
+    def __init__(self, hub):
+        settings = hub.settings
+        self.interval = settings.supervision.sweep_interval_seconds
+        urls = [options.get("url") for options in settings.destinations.values()
+                if options.get("type") == "supervision"]
+        self.store = self.sender = None
+        if urls and settings.supervision.alert_source:
+            self.engine = make_engine(urls[0]) if urls[0] else hub.engine
+            self.store = SupervisionStore(self.engine, Policy.from_settings(settings))
+            self.sender = AlertSender(self.store, hub.acceptance.accept_many)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self.store is not None and self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name="supervision-sweep", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join(timeout=30)
+            self._thread = None
+
+    def drained(self) -> bool:
+        return True
+
+    def run_once(self) -> dict:
+        swept = self.store.sweep()
+        swept["alerts_sent"] = self.sender.send_pending()
+        if swept["recoloured"] or swept["anomalies_raised"]:
+            log.info("supervision.swept", **swept)
+        return swept
+
+    def _run(self) -> None:
+        while True:
+            try:
+                self.run_once()
+            except Exception as exc:  # the database is away: time keeps; the next sweep catches up
+                log.error("supervision.sweep_failed", error=f"{exc.__class__.__name__}: {exc}")
+            if self._stop.wait(self.interval):
+                return

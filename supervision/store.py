@@ -1,0 +1,349 @@
+"""The supervision store: reads case messages into cases, keeps each open case's clock and
+colour, and raises alerts. Everything a batch of messages changes is committed in one
+transaction, messages included, so a message redelivered after a crash is either read
+(and skipped) or not read at all.
+
+Alerts are rows first (PENDING or RAISED, with a unique key so no process raises one twice);
+sending them on the bus is a separate step (supervision.alerts) that marks them sent."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Engine, and_, bindparam, func, or_, select, tuple_, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from supervision.calendar import WorkingCalendar
+from supervision.clock import GREEN, RED, YELLOW, Thresholds, clock, used_days
+from supervision.lifecycle import Anomaly, CaseState, read_history
+from supervision.models import SupervisedCase, SupervisedMessage, SupervisionAlert
+
+PENDING, RAISED, RESOLVED = "PENDING", "RAISED", "RESOLVED"
+_RANK = {None: 0, GREEN: 0, YELLOW: 1, RED: 2}
+_ALERTS = uuid.UUID("5b0f3d4e-8a61-4b8e-9a57-2f4c1d9e7a10")  # namespace of alert message ids
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """How cases are judged: the working calendar, colour thresholds, the zone whose dates
+    count, and how long a provisional anomaly waits for a late message to explain it."""
+
+    calendar: WorkingCalendar
+    thresholds: Thresholds = Thresholds()
+    tz: ZoneInfo = ZoneInfo("Asia/Shanghai")
+    grace: dt.timedelta = dt.timedelta(minutes=30)
+    alert_source: str = ""
+
+    @classmethod
+    def from_settings(cls, settings) -> "Policy":
+        from supervision.calendar import load_calendar
+        s = settings.supervision
+        return cls(load_calendar(s.calendar or None),
+                   Thresholds(s.yellow_remaining_days, s.yellow_used_ratio), ZoneInfo(s.timezone),
+                   dt.timedelta(minutes=s.anomaly_grace_minutes), s.alert_source)
+
+    def today(self, now: dt.datetime) -> dt.date:
+        return now.astimezone(self.tz).date()
+
+
+def alert_message_id(source: str, key: str) -> str:
+    """The same alert gets the same message id wherever it is raised, so the exchange log keeps
+    it once (DUPLICATE) even if two processes send it."""
+    return str(uuid.uuid5(_ALERTS, f"{source}|{key}"))
+
+
+class SupervisionStore:
+    def __init__(self, engine: Engine, policy: Policy):
+        self.engine = engine
+        self.policy = policy
+        self._postgres = engine.dialect.name == "postgresql"
+        self._insert = (postgresql if self._postgres else sqlite).insert
+
+    # -- messages in ---------------------------------------------------------------------------
+    def apply(self, batch: list[dict], now: dt.datetime | None = None) -> list[dict]:
+        """Read a batch of case messages (lifecycle.facts_of dicts). Returns per message what
+        became of its case (or that it was read before)."""
+        now = now or utcnow()
+        with self.engine.begin() as conn:
+            keys = [(f["source"], f["message_id"]) for f in batch]
+            seen = {tuple(r) for r in conn.execute(
+                select(SupervisedMessage.source, SupervisedMessage.message_id)
+                .where(tuple_(SupervisedMessage.source, SupervisedMessage.message_id).in_(keys)))}
+            fresh, firsts = [], set()
+            for f, key in zip(batch, keys):
+                if key not in seen and key not in firsts:
+                    firsts.add(key)
+                    fresh.append(f)
+            if fresh:
+                conn.execute(self._insert(SupervisedMessage).on_conflict_do_nothing(), [
+                    {"source": f["source"], "message_id": f["message_id"], "case_number": f["case_number"],
+                     "facts": json.dumps(f, ensure_ascii=False), "arrived_at": now} for f in fresh])
+            cases = sorted({f["case_number"] for f in fresh})
+            states = self._reread(conn, cases, now) if cases else {}
+        outcomes = []
+        firsts.clear()
+        for f, key in zip(batch, keys):
+            if key in seen or key in firsts:
+                outcomes.append({"case": f["case_number"], "already_read": True})
+                continue
+            firsts.add(key)
+            outcomes.append(states[f["case_number"]])
+        return outcomes
+
+    def _reread(self, conn, cases: list[str], now: dt.datetime) -> dict[str, dict]:
+        """Rebuild the cases from their whole histories, write them, raise or resolve alerts."""
+        # Rows first, then lock them in one order: two processes reading messages of one case
+        # take turns, and each rereads the history the other committed.
+        conn.execute(self._insert(SupervisedCase).on_conflict_do_nothing(), [
+            {"case_number": c, "state": "UNKNOWN", "is_open": False, "pauses": "[]", "updated_at": now}
+            for c in cases])
+        rows = {r.case_number: r for r in conn.execute(
+            select(SupervisedCase.case_number, SupervisedCase.colour, SupervisedCase.is_open)
+            .where(SupervisedCase.case_number.in_(cases))
+            .order_by(SupervisedCase.case_number).with_for_update())}
+        histories: dict[str, list[dict]] = {c: [] for c in cases}
+        for number, facts in conn.execute(select(SupervisedMessage.case_number, SupervisedMessage.facts)
+                                          .where(SupervisedMessage.case_number.in_(cases))):
+            histories[number].append(json.loads(facts))
+        alerts = {}
+        for a in conn.execute(select(SupervisionAlert.alert_key, SupervisionAlert.status, SupervisionAlert.case_number,
+                                     SupervisionAlert.kind)
+                              .where(SupervisionAlert.case_number.in_(cases), SupervisionAlert.status != RESOLVED)):
+            alerts.setdefault(a.case_number, []).append(a)
+
+        today = self.policy.today(now)
+        updates, new_alerts, resolved, out = [], [], [], {}
+        for number in cases:
+            case = read_history(number, histories[number], self.policy.tz)
+            values = self._case_values(case, today, rows[number].colour if rows[number].is_open else None)
+            updates.append({"b_case": number, **values, "updated_at": now})
+            current = {a.key: a for a in case.anomalies}
+            for a in alerts.get(number, []):
+                if a.kind not in (YELLOW, RED) and a.alert_key not in current:
+                    resolved.append(a.alert_key)  # a late message explained it
+            known = {a.alert_key for a in alerts.get(number, [])}
+            for anomaly in case.anomalies:
+                if anomaly.key not in known:
+                    new_alerts.append(self._anomaly_alert(case, anomaly, now))
+            before = rows[number].colour if rows[number].is_open else None
+            if _RANK[values["colour"]] > _RANK[before]:
+                new_alerts.append(self._colour_alert(case.case_number, case.department_code, values, now))
+            out[number] = {"case": number, "state": case.state, "colour": values["colour"],
+                           "anomalies": [a.code for a in case.anomalies]}
+        conn.execute(update(SupervisedCase).where(SupervisedCase.case_number == bindparam("b_case")),
+                     updates)
+        if resolved:
+            conn.execute(update(SupervisionAlert).where(SupervisionAlert.alert_key.in_(resolved))
+                         .values(status=RESOLVED, resolved_at=now))
+        self._add_alerts(conn, new_alerts)
+        return out
+
+    def _case_values(self, case: CaseState, today: dt.date, colour_before: str | None) -> dict:
+        values = {"state": case.state, "is_open": case.open, "region": case.region,
+                  "department_code": case.department_code, "department_name": case.department_name,
+                  "service_item": (case.service_item or "")[:300] or None, "case_type": case.case_type,
+                  "source": case.source, "accepted_at": case.accepted_at, "accepted_day": case.accepted_day,
+                  "limit_days": case.limit, "pauses": _pauses_json(case.pauses), "result": case.result,
+                  "finished_at": case.finished_at, "last_step": (case.last_step or "")[:300] or None,
+                  "deadline": None, "yellow_on": None, "red_on": None, "colour": None}
+        if case.accepted_day is not None and case.limit is not None:
+            c = clock(self.policy.calendar, case.accepted_day, case.limit, case.pauses, self.policy.thresholds)
+            values.update(deadline=c.deadline, yellow_on=c.yellow_on, red_on=c.red_on)
+            if case.open:
+                values["colour"] = c.colour(today)
+        return values
+
+    # -- alerts ----------------------------------------------------------------------------------
+    def _anomaly_alert(self, case: CaseState, anomaly: Anomaly, now: dt.datetime) -> dict:
+        due = now + self.policy.grace if anomaly.provisional else now
+        return self._alert_row(anomaly.key, case.case_number, case.department_code, anomaly.code, anomaly.text,
+                               list(anomaly.message_ids), now, due, PENDING if anomaly.provisional else RAISED)
+
+    def _colour_alert(self, number: str, department: str | None, values: dict, now: dt.datetime) -> dict:
+        colour, deadline = values["colour"], values["deadline"]
+        text = (f"overdue: the limit of {values['limit_days']} working days ended {deadline}" if colour == RED
+                else f"close to the limit of {values['limit_days']} working days (deadline {deadline})")
+        return self._alert_row(f"{colour}:{number}:{deadline}", number, department, colour, text, [], now, now, RAISED)
+
+    def _alert_row(self, key, number, department, kind, text, message_ids, now, due, status) -> dict:
+        return {"alert_key": key, "case_number": number, "department_code": department, "kind": kind,
+                "status": status, "text": text, "message_ids": json.dumps(message_ids), "noticed_at": now,
+                "due_at": due, "raised_at": now if status == RAISED else None,
+                "alert_message_id": alert_message_id(self.policy.alert_source, key)}
+
+    def _add_alerts(self, conn, rows: list[dict]) -> None:
+        if rows:
+            conn.execute(self._insert(SupervisionAlert).on_conflict_do_nothing(index_elements=["alert_key"]), rows)
+
+    # -- time passing ---------------------------------------------------------------------------
+    def sweep(self, now: dt.datetime | None = None, *, chunk: int = 5000) -> dict[str, int]:
+        """What the passing of time changes: open cases whose yellow or red day has come, and
+        provisional anomalies whose grace is over. Cheap: both are index range queries."""
+        now = now or utcnow()
+        today = self.policy.today(now)
+        due = and_(SupervisedCase.is_open.is_(True), or_(
+            and_(SupervisedCase.red_on <= today, SupervisedCase.colour != RED),
+            and_(SupervisedCase.yellow_on <= today, SupervisedCase.colour == GREEN)))
+        recoloured = 0
+        while True:
+            with self.engine.begin() as conn:
+                rows = conn.execute(select(SupervisedCase.case_number, SupervisedCase.department_code,
+                                           SupervisedCase.limit_days, SupervisedCase.deadline,
+                                           SupervisedCase.yellow_on, SupervisedCase.red_on)
+                                    .where(due).limit(chunk).with_for_update(skip_locked=True)).all()
+                if not rows:
+                    break
+                self._recolour(conn, rows, today, now)
+                recoloured += len(rows)
+        with self.engine.begin() as conn:
+            raised = conn.execute(update(SupervisionAlert)
+                                  .where(SupervisionAlert.status == PENDING, SupervisionAlert.due_at <= now)
+                                  .values(status=RAISED, raised_at=now)).rowcount
+        return {"recoloured": recoloured, "anomalies_raised": raised}
+
+    def _recolour(self, conn, rows, today: dt.date, now: dt.datetime) -> None:
+        updates, alerts = [], []
+        for r in rows:
+            colour = RED if r.red_on is not None and today >= r.red_on else YELLOW
+            updates.append({"b_case": r.case_number, "colour": colour, "updated_at": now})
+            alerts.append(self._colour_alert(r.case_number, r.department_code,
+                                             {"colour": colour, "deadline": r.deadline, "limit_days": r.limit_days},
+                                             now))
+        conn.execute(update(SupervisedCase).where(SupervisedCase.case_number == bindparam("b_case")), updates,
+                     )
+        self._add_alerts(conn, alerts)
+
+    def recompute(self, now: dt.datetime | None = None, *, chunk: int = 10_000) -> dict[str, int]:
+        """Recompute every open case's clock (after the calendar or the thresholds changed):
+        deadlines, colour days, colours; alerts for cases that got worse. Keyset pages, one
+        transaction each."""
+        now = now or utcnow()
+        today = self.policy.today(now)
+        policy = self.policy
+        seen = changed = 0
+        after = ""
+        while True:
+            with self.engine.begin() as conn:
+                rows = conn.execute(select(SupervisedCase.case_number, SupervisedCase.department_code,
+                                           SupervisedCase.accepted_day, SupervisedCase.limit_days,
+                                           SupervisedCase.pauses, SupervisedCase.deadline, SupervisedCase.yellow_on,
+                                           SupervisedCase.red_on, SupervisedCase.colour)
+                                    .where(SupervisedCase.is_open.is_(True), SupervisedCase.case_number > after,
+                                           SupervisedCase.accepted_day.is_not(None))
+                                    .order_by(SupervisedCase.case_number).limit(chunk)).all()
+                if not rows:
+                    break
+                after = rows[-1].case_number
+                seen += len(rows)
+                updates, alerts = [], []
+                for r in rows:
+                    c = clock(policy.calendar, r.accepted_day, r.limit_days, _pauses(r.pauses), policy.thresholds)
+                    colour = c.colour(today)
+                    if (c.deadline, c.yellow_on, c.red_on, colour) == (r.deadline, r.yellow_on, r.red_on, r.colour):
+                        continue
+                    updates.append({"b_case": r.case_number, "deadline": c.deadline, "yellow_on": c.yellow_on,
+                                    "red_on": c.red_on, "colour": colour, "updated_at": now})
+                    if _RANK[colour] > _RANK[r.colour]:
+                        alerts.append(self._colour_alert(r.case_number, r.department_code,
+                                                         {"colour": colour, "deadline": c.deadline,
+                                                          "limit_days": r.limit_days}, now))
+                if updates:
+                    conn.execute(update(SupervisedCase).where(SupervisedCase.case_number == bindparam("b_case")),
+                                 updates)
+                    self._add_alerts(conn, alerts)
+                    changed += len(updates)
+        return {"open": seen, "changed": changed}
+
+    # -- reading -------------------------------------------------------------------------------
+    def case(self, number: str) -> dict | None:
+        with Session(self.engine) as session:
+            row = session.get(SupervisedCase, number)
+            if row is None:
+                return None
+            messages = [json.loads(f) for f in session.scalars(
+                select(SupervisedMessage.facts).where(SupervisedMessage.case_number == number))]
+            alerts = session.scalars(select(SupervisionAlert).where(SupervisionAlert.case_number == number)
+                                     .order_by(SupervisionAlert.id)).all()
+        messages.sort(key=lambda m: (dt.datetime.fromisoformat(m["at"]), m["type"] != "CaseAccepted",
+                                     m.get("step") or 0))
+        used = None
+        if row.accepted_day is not None and row.limit_days is not None:
+            until = row.finished_at.astimezone(self.policy.tz).date() if row.finished_at else self.policy.today(utcnow())
+            used = used_days(self.policy.calendar, row.accepted_day, _pauses(row.pauses), until)
+        return {**_case_dict(row), "used_working_days": used, "pauses": json.loads(row.pauses),
+                "messages": messages, "alerts": [_alert_dict(a) for a in alerts]}
+
+    def overdue(self, *, department: str | None = None, colour: str = RED, limit: int = 100) -> list[dict]:
+        """Open cases of a colour (RED: overdue), the longest overdue first."""
+        query = select(SupervisedCase).where(SupervisedCase.is_open.is_(True), SupervisedCase.colour == colour)
+        if department:
+            query = query.where(SupervisedCase.department_code == department)
+        query = query.order_by(SupervisedCase.deadline, SupervisedCase.case_number).limit(limit)
+        with Session(self.engine) as session:
+            return [_case_dict(r) for r in session.scalars(query)]
+
+    def by_department(self) -> list[dict]:
+        """Per department: open cases by colour, and open anomalies."""
+        with self.engine.connect() as conn:
+            counts = conn.execute(select(SupervisedCase.department_code, SupervisedCase.department_name,
+                                         SupervisedCase.colour, func.count())
+                                  .where(SupervisedCase.is_open.is_(True))
+                                  .group_by(SupervisedCase.department_code, SupervisedCase.department_name,
+                                            SupervisedCase.colour)).all()
+            anomalies = dict(conn.execute(select(SupervisionAlert.department_code, func.count())
+                                          .where(SupervisionAlert.status == RAISED,
+                                                 SupervisionAlert.kind.not_in((YELLOW, RED)))
+                                          .group_by(SupervisionAlert.department_code)).all())
+        out: dict = {}
+        for code, name, colour, n in counts:
+            d = out.setdefault(code, {"department_code": code, "department_name": name,
+                                      GREEN: 0, YELLOW: 0, RED: 0, "anomalies": anomalies.get(code, 0)})
+            d[colour or GREEN] += n
+        for code, n in anomalies.items():
+            out.setdefault(code, {"department_code": code, "department_name": None,
+                                  GREEN: 0, YELLOW: 0, RED: 0, "anomalies": n})
+        return sorted(out.values(), key=lambda d: (-d[RED], -d[YELLOW], str(d["department_code"])))
+
+    def anomalies(self, *, department: str | None = None, limit: int = 100) -> list[dict]:
+        query = select(SupervisionAlert).where(SupervisionAlert.status == RAISED,
+                                               SupervisionAlert.kind.not_in((YELLOW, RED)))
+        if department:
+            query = query.where(SupervisionAlert.department_code == department)
+        with Session(self.engine) as session:
+            return [_alert_dict(a) for a in session.scalars(query.order_by(SupervisionAlert.id.desc()).limit(limit))]
+
+
+def _pauses_json(pauses) -> str:
+    return json.dumps([[s.isoformat(), e.isoformat() if e else None] for s, e in pauses])
+
+
+def _pauses(text: str):
+    return [(dt.date.fromisoformat(s), dt.date.fromisoformat(e) if e else None) for s, e in json.loads(text)]
+
+
+def _iso(value):
+    return value.isoformat() if value is not None else None
+
+
+def _case_dict(r: SupervisedCase) -> dict:
+    return {"case_number": r.case_number, "state": r.state, "open": r.is_open, "colour": r.colour,
+            "region": r.region, "department_code": r.department_code, "department_name": r.department_name,
+            "service_item": r.service_item, "case_type": r.case_type, "source": r.source,
+            "accepted_at": _iso(r.accepted_at), "limit_days": r.limit_days, "deadline": _iso(r.deadline),
+            "yellow_on": _iso(r.yellow_on), "red_on": _iso(r.red_on), "result": r.result,
+            "finished_at": _iso(r.finished_at), "last_step": r.last_step}
+
+
+def _alert_dict(a: SupervisionAlert) -> dict:
+    return {"id": a.id, "kind": a.kind, "status": a.status, "case_number": a.case_number,
+            "department_code": a.department_code, "text": a.text, "message_ids": json.loads(a.message_ids),
+            "noticed_at": _iso(a.noticed_at), "raised_at": _iso(a.raised_at), "resolved_at": _iso(a.resolved_at),
+            "alert_message_id": a.alert_message_id, "sent_at": _iso(a.sent_at), "send_error": a.send_error}
