@@ -103,6 +103,7 @@ def parse_calendar(data: dict, where: str = "calendar") -> WorkingCalendar:
     holidays: set[dt.date] = set()
     workdays: set[dt.date] = set()
     for year, entry in data["years"].items():
+        year = int(year) if isinstance(year, str) and year.isdigit() else year
         if not isinstance(year, int) or not FIRST_DAY.year <= year <= LAST_DAY.year:
             raise CalendarInvalid(f"{where}: {year!r} is not a year between {FIRST_DAY.year} and {LAST_DAY.year}")
         entry = entry or {}
@@ -119,7 +120,7 @@ def parse_calendar(data: dict, where: str = "calendar") -> WorkingCalendar:
     both = holidays & workdays
     if both:
         raise CalendarInvalid(f"{where}: {min(both)} is both a holiday and a working day")
-    return WorkingCalendar(frozenset(holidays), frozenset(workdays), frozenset(data["years"]))
+    return WorkingCalendar(frozenset(holidays), frozenset(workdays), frozenset(int(y) for y in data["years"]))
 
 
 def _days(items, where: str):
