@@ -1,4 +1,4 @@
-"""python -m bench [all|validation|publish|route|soap|ingest|catalog|audit|sealcost|log|replay|console|soak] [--messages N] [--seconds S] [--enterprises N]
+"""python -m bench [all|validation|publish|route|soap|ingest|catalog|audit|sealcost|log|replay|console|soak|supervision] [--messages N] [--seconds S] [--enterprises N]
 
 Runs on RabbitMQ + PostgreSQL when HUITONG_BENCH_AMQP_URL / HUITONG_BENCH_DATABASE_URL (or the
 HUITONG_TEST_* ones) are set, else embedded. Prints a table, writes bench/results/<date>-<host>.json."""
@@ -27,18 +27,20 @@ from bench.publish import bench_publish
 from bench.route import bench_route
 from bench.soak import bench_soak
 from bench.soap import bench_soap
+from bench.supervision import bench_supervision
 from bench.validation import bench_validation
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
-    parser.add_argument("part", nargs="?", default="all", choices=["all", "validation", "publish", "soap", "route", "ingest", "catalog", "audit", "sealcost", "log", "replay", "console", "soak"])
+    parser.add_argument("part", nargs="?", default="all", choices=["all", "validation", "publish", "soap", "route", "ingest", "catalog", "audit", "sealcost", "log", "replay", "console", "soak", "supervision"])
     parser.add_argument("--messages", type=int, default=20000)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--enterprises", type=int, default=1_000_000, help="catalog: enterprises to load")
     parser.add_argument("--events", type=int, default=5_000_000, help="log: events in the searched log")
     parser.add_argument("--minutes", type=float, default=10.0, help="soak: how long")
     parser.add_argument("--rate", type=float, default=300.0, help="soak: SOAP pushes per second offered")
+    parser.add_argument("--open-cases", type=int, default=1_000_000, help="supervision: open cases recoloured")
     args = parser.parse_args()
     configure_logging("WARNING", "json")
     results = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -66,10 +68,12 @@ def main() -> None:
         results["replay"] = bench_replay(min(args.messages, 20_000))
     if args.part in ("all", "soak"):  # `all` takes a short one, for the hub's memory under load
         results["soak"] = bench_soak(args.minutes if args.part == "soak" else 1.5, args.rate)
+    if args.part in ("all", "supervision"):  # `all` recolours the 1,000,000 cases on PostgreSQL only
+        results["supervision"] = bench_supervision(60_000, args.open_cases, sqlite_too=args.part == "supervision")
     if args.part in ("all", "console"):
         results["console"] = bench_console(max(args.seconds, 30.0) if args.part == "console" else 30.0)
     for part in ("validation", "publish", "route", "soap", "ingest", "catalog", "audit", "sealcost", "log", "replay",
-                 "console", "soak"):
+                 "console", "soak", "supervision"):
         if part in results:
             print(f"\n{part}")
             for key, value in results[part].items():

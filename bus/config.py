@@ -213,6 +213,31 @@ class SupervisionSettings(Section):
     alert_source: str = Field("", pattern=r"^$|^[0-9]{6}\.[a-z][a-z0-9_]{0,31}\.[a-z][a-z0-9_]{0,31}$")
     sweep_interval_seconds: float = Field(60.0, gt=0, le=3600)  # recolouring as days pass
 
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not a time zone (e.g. Asia/Shanghai)") from None
+        return value
+
+
+class FederationSettings(Section):
+    """Federation over RabbitMQ (federation/): the hubs whose shovels feed this hub's in-queues
+    (huitong.federation.in.<id>); each must be registered here as a system, with FORWARD."""
+    inbound: list[str] = []
+
+    @field_validator("inbound")
+    @classmethod
+    def _system_ids(cls, value: list[str]) -> list[str]:
+        import re
+        bad = [v for v in value if not re.fullmatch(r"[0-9]{6}\.[a-z][a-z0-9_]{0,31}\.[a-z][a-z0-9_]{0,31}", v)]
+        if bad:
+            raise ValueError(f"not system ids (<region>.<department>.<system>): {', '.join(bad)}")
+        return value
+
 
 class LoggingSettings(Section):
     level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
@@ -242,6 +267,7 @@ class Settings(Section):
     audit: AuditSettings = AuditSettings()
     console: ConsoleSettings = ConsoleSettings()
     supervision: SupervisionSettings = SupervisionSettings()
+    federation: FederationSettings = FederationSettings()
     # Key that encrypts system secrets at rest (Fernet, urlsafe base64 of 32 bytes). Empty: a key
     # file under state_dir is created on first use; several hosts must share one key.
     secret_key: str = ""

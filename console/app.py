@@ -59,7 +59,7 @@ def _rules() -> Map:
              ("/dead-letters/<int:letter_id>", "dead_letter"), ("/dead-letters/act", "act"),
              ("/messages", "messages"), ("/messages/<message_id>", "lineage"), ("/cases/<case_number>", "case"),
              ("/cases/<case_number>/export", "export"), ("/cases/<case_number>/replay", "replay"),
-             ("/audit", "audit"), ("/audit/verify", "verify"), ("/users", "users"), ("/users/<username>", "user"),
+             ("/audit", "audit"), ("/audit/verify", "verify"), ("/supervision", "supervision"), ("/users", "users"), ("/users/<username>", "user"),
              ("/static/<name>", "static")]
     rules = [Rule(path, endpoint=endpoint) for path, endpoint in pages]
     rules += [Rule(API + (path if path != "/" else "/overview"), endpoint="api_" + endpoint) for path, endpoint in pages
@@ -275,6 +275,18 @@ class ConsoleApp:
 
     def _audit(self, request, session):
         return self.board.audit(), "audit.html"
+
+    def _supervision(self, request, session):
+        """Electronic supervision per department: open cases by colour, overdue and nearly due
+        cases, anomalies (empty when no supervision destination is configured)."""
+        store = self.hub.service("supervision").store
+        department = request.args.get("department") or None
+        if store is None:
+            return {"configured": False, "department": department}, "supervision.html"
+        return {"configured": True, "department": department, "departments": store.by_department(),
+                "overdue": store.overdue(department=department, limit=100),
+                "nearly_due": store.overdue(department=department, colour="YELLOW", limit=100),
+                "anomalies": store.anomalies(department=department, limit=100)}, "supervision.html"
 
     def _verify(self, request, session):
         started = self.board.verify_now(session.user)

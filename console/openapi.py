@@ -28,6 +28,8 @@ def openapi() -> dict:
         "/routes/{route}/pause": _post("Pause a route (operator, admin); reason required", reason),
         "/routes/{route}/resume": _post("Resume a paused route (operator, admin)", reason),
         "/systems": _get("Department systems: last seen, pushes today, rejection rate, top reasons"),
+        "/supervision": _get("Electronic supervision: open cases by colour per department, overdue and nearly due "
+                             "cases, anomalies", ("department",)),
         "/systems/{system_id}/enabled": _post("Enable or disable a system (admin)",
                                               {"enabled": {"type": "boolean"}, **reason}),
         "/dead-letters": _get("Dead letters, optionally of one route", ("route",)),

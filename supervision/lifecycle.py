@@ -54,7 +54,8 @@ def facts_of(message_type: str, body: etree._Element, *, message_id: str, source
         item = {c.tag.rpartition("}")[2]: c for c in f["ServiceItem"]}
         facts.update(at=text("AcceptedAt"), limit=int(text("PromisedWorkingDays")), region=text("RegionCode"),
                      department_code=text("Code", department), department_name=text("Name", department),
-                     service_item=f"{text('Code', item)} {text('Name', item)}", case_type=text("CaseType"))
+                     service_item=f"{text('Code', item)} {text('Name', item)}", case_type=text("CaseType"),
+                     item_code=text("Code", item), item_version=text("Version", item))
     elif message_type == "CaseProcess":
         facts.update(at=text("StartedAt"), ended=text("EndedAt"), step=int(text("StepNumber")),
                      step_name=text("StepName"), action=text("Action"), procedure=text("SpecialProcedure"))
@@ -89,6 +90,7 @@ class CaseState:
     department_code: str | None = None
     department_name: str | None = None
     service_item: str | None = None
+    item: tuple[str, str] | None = None  # service item (code, version): its statutory limit
     case_type: str | None = None
     source: str | None = None
     result: str | None = None
@@ -123,6 +125,8 @@ def read_history(case_number: str, history: list[dict], tz: ZoneInfo) -> CaseSta
         case.limit = accepted["limit"]
         for name in ("region", "department_code", "department_name", "service_item", "case_type", "source"):
             setattr(case, name, accepted.get(name))
+        if accepted.get("item_code"):
+            case.item = (accepted["item_code"], accepted["item_version"])
     else:
         case.source = ordered[0]["source"] if ordered else None
         if results:

@@ -22,8 +22,9 @@ class SupervisedMessage(Base):
 
     __tablename__ = "supervision_messages"
 
-    source: Mapped[str] = mapped_column(String(80), primary_key=True)
+    # message id first: a batch's "read before?" look-up is one index range by id
     message_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    source: Mapped[str] = mapped_column(String(80), primary_key=True)
     case_number: Mapped[str] = mapped_column(String(64), index=True)
     facts: Mapped[str] = mapped_column(Text)
     arrived_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
@@ -46,7 +47,11 @@ class SupervisedCase(Base):
     source: Mapped[Optional[str]] = mapped_column(String(80))
     accepted_at: Mapped[Optional[dt.datetime]] = mapped_column(UtcDateTime())
     accepted_day: Mapped[Optional[dt.date]] = mapped_column(Date)
+    # The binding limit: the promised one, or the statutory one of the service item (from the
+    # catalog) where a department promised more than the law allows.
     limit_days: Mapped[Optional[int]] = mapped_column(Integer)
+    promised_days: Mapped[Optional[int]] = mapped_column(Integer)
+    statutory_days: Mapped[Optional[int]] = mapped_column(Integer)
     pauses: Mapped[str] = mapped_column(Text, default="[]")  # [[start, end or null], ...] as ISO dates
     deadline: Mapped[Optional[dt.date]] = mapped_column(Date)
     yellow_on: Mapped[Optional[dt.date]] = mapped_column(Date)
@@ -58,8 +63,9 @@ class SupervisedCase(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
 
     __table_args__ = (
-        Index("ix_supervision_cases_open_red_on", "is_open", "red_on"),
-        Index("ix_supervision_cases_open_yellow_on", "is_open", "yellow_on"),
+        Index("ix_supervision_cases_open_case_number", "is_open", "case_number"),  # recompute's pages
+        Index("ix_supervision_cases_open_colour_red_on", "is_open", "colour", "red_on"),  # the daily sweep
+        Index("ix_supervision_cases_open_colour_yellow_on", "is_open", "colour", "yellow_on"),
         Index("ix_supervision_cases_department_colour", "department_code", "colour"),
     )
 

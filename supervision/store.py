@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine, and_, bindparam, func, or_, select, tuple_, update
+from sqlalchemy import Engine, and_, bindparam, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -73,18 +73,23 @@ class SupervisionStore:
         became of its case (or that it was read before)."""
         now = now or utcnow()
         with self.engine.begin() as conn:
+            if self._postgres:
+                # Every read here is a look-up by key. Tables that grew faster than autovacuum
+                # gathered statistics (a new hub's first minutes) were otherwise scanned whole.
+                conn.execute(text("SET LOCAL enable_seqscan = off"))
             keys = [(f["source"], f["message_id"]) for f in batch]
+            wanted = set(keys)
             seen = {tuple(r) for r in conn.execute(
                 select(SupervisedMessage.source, SupervisedMessage.message_id)
-                .where(tuple_(SupervisedMessage.source, SupervisedMessage.message_id).in_(keys)))}
+                .where(SupervisedMessage.message_id.in_({m for _, m in keys})))} & wanted
             fresh, firsts = [], set()
             for f, key in zip(batch, keys):
                 if key not in seen and key not in firsts:
                     firsts.add(key)
                     fresh.append(f)
             if fresh:
-                conn.execute(self._insert(SupervisedMessage).on_conflict_do_nothing(), [
-                    {"source": f["source"], "message_id": f["message_id"], "case_number": f["case_number"],
+                self._insert_new(conn, SupervisedMessage, [
+                    {"message_id": f["message_id"], "source": f["source"], "case_number": f["case_number"],
                      "facts": json.dumps(f, ensure_ascii=False), "arrived_at": now} for f in fresh])
             cases = sorted({f["case_number"] for f in fresh})
             states = self._reread(conn, cases, now) if cases else {}
@@ -102,7 +107,7 @@ class SupervisionStore:
         """Rebuild the cases from their whole histories, write them, raise or resolve alerts."""
         # Rows first, then lock them in one order: two processes reading messages of one case
         # take turns, and each rereads the history the other committed.
-        conn.execute(self._insert(SupervisedCase).on_conflict_do_nothing(), [
+        self._insert_new(conn, SupervisedCase, [
             {"case_number": c, "state": "UNKNOWN", "is_open": False, "pauses": "[]", "updated_at": now}
             for c in cases])
         rows = {r.case_number: r for r in conn.execute(
@@ -121,9 +126,11 @@ class SupervisionStore:
 
         today = self.policy.today(now)
         updates, new_alerts, resolved, out = [], [], [], {}
+        states = {number: read_history(number, histories[number], self.policy.tz) for number in cases}
+        statutory = _statutory_days(conn, {c.item for c in states.values() if c.item})
         for number in cases:
-            case = read_history(number, histories[number], self.policy.tz)
-            values = self._case_values(case, today, rows[number].colour if rows[number].is_open else None)
+            case = states[number]
+            values = self._case_values(case, today, statutory.get(case.item))
             updates.append({"b_case": number, **values, "updated_at": now})
             current = {a.key: a for a in case.anomalies}
             for a in alerts.get(number, []):
@@ -138,28 +145,53 @@ class SupervisionStore:
                 new_alerts.append(self._colour_alert(case.case_number, case.department_code, values, now))
             out[number] = {"case": number, "state": case.state, "colour": values["colour"],
                            "anomalies": [a.code for a in case.anomalies]}
-        conn.execute(update(SupervisedCase).where(SupervisedCase.case_number == bindparam("b_case")),
-                     updates)
+        self._update_cases(conn, updates)
         if resolved:
             conn.execute(update(SupervisionAlert).where(SupervisionAlert.alert_key.in_(resolved))
                          .values(status=RESOLVED, resolved_at=now))
         self._add_alerts(conn, new_alerts)
         return out
 
-    def _case_values(self, case: CaseState, today: dt.date, colour_before: str | None) -> dict:
+    def _case_values(self, case: CaseState, today: dt.date, statutory: int | None) -> dict:
         values = {"state": case.state, "is_open": case.open, "region": case.region,
                   "department_code": case.department_code, "department_name": case.department_name,
                   "service_item": (case.service_item or "")[:300] or None, "case_type": case.case_type,
                   "source": case.source, "accepted_at": case.accepted_at, "accepted_day": case.accepted_day,
-                  "limit_days": case.limit, "pauses": _pauses_json(case.pauses), "result": case.result,
+                  "limit_days": _binding(case.limit, statutory), "promised_days": case.limit,
+                  "statutory_days": statutory, "pauses": _pauses_json(case.pauses), "result": case.result,
                   "finished_at": case.finished_at, "last_step": (case.last_step or "")[:300] or None,
                   "deadline": None, "yellow_on": None, "red_on": None, "colour": None}
         if case.accepted_day is not None and case.limit is not None:
-            c = clock(self.policy.calendar, case.accepted_day, case.limit, case.pauses, self.policy.thresholds)
+            c = clock(self.policy.calendar, case.accepted_day, values["limit_days"], case.pauses,
+                      self.policy.thresholds)
             values.update(deadline=c.deadline, yellow_on=c.yellow_on, red_on=c.red_on)
             if case.open:
                 values["colour"] = c.colour(today)
         return values
+
+    # On PostgreSQL a batch's rows go as one JSON parameter of one statement, not one statement
+    # per row: per-row statements were most of a batch's time (psycopg's pipeline, 200 binds).
+    def _insert_new(self, conn, model, rows: list[dict]) -> None:
+        """Insert the rows whose key is not there yet."""
+        if not self._postgres:
+            conn.execute(self._insert(model).on_conflict_do_nothing(), rows)
+            return
+        names = list(rows[0])
+        conn.execute(text(f"INSERT INTO {model.__tablename__} ({', '.join(names)}) SELECT {', '.join(names)} "
+                          f"FROM {_recordset(model, names)} ON CONFLICT DO NOTHING"), _rows_parameter(rows))
+
+    def _update_cases(self, conn, updates: list[dict]) -> None:
+        """Rows of case values keyed by b_case."""
+        if not updates:
+            return
+        if not self._postgres:
+            conn.execute(update(SupervisedCase).where(SupervisedCase.case_number == bindparam("b_case")), updates)
+            return
+        names = [n for n in updates[0] if n != "b_case"]
+        assignments = ", ".join(f"{n} = v.{n}" for n in names)
+        conn.execute(text(f"UPDATE supervision_cases AS c SET {assignments} "
+                          f"FROM {_recordset(SupervisedCase, names, key='b_case')} WHERE c.case_number = v.b_case"),
+                     _rows_parameter(updates))
 
     # -- alerts ----------------------------------------------------------------------------------
     def _anomaly_alert(self, case: CaseState, anomaly: Anomaly, now: dt.datetime) -> dict:
@@ -181,7 +213,7 @@ class SupervisionStore:
 
     def _add_alerts(self, conn, rows: list[dict]) -> None:
         if rows:
-            conn.execute(self._insert(SupervisionAlert).on_conflict_do_nothing(index_elements=["alert_key"]), rows)
+            self._insert_new(conn, SupervisionAlert, rows)  # an alert raised before stays as it is
 
     # -- time passing ---------------------------------------------------------------------------
     def sweep(self, now: dt.datetime | None = None, *, chunk: int = 5000) -> dict[str, int]:
@@ -189,20 +221,24 @@ class SupervisionStore:
         provisional anomalies whose grace is over. Cheap: both are index range queries."""
         now = now or utcnow()
         today = self.policy.today(now)
-        due = and_(SupervisedCase.is_open.is_(True), or_(
-            and_(SupervisedCase.red_on <= today, SupervisedCase.colour != RED),
-            and_(SupervisedCase.yellow_on <= today, SupervisedCase.colour == GREEN)))
+        # Two index ranges on (is_open, colour, day): red first, so a case overdue since
+        # yesterday's sweep is not first recoloured yellow.
+        due = (and_(SupervisedCase.is_open.is_(True), SupervisedCase.colour.in_((GREEN, YELLOW)),
+                    SupervisedCase.red_on <= today),
+               and_(SupervisedCase.is_open.is_(True), SupervisedCase.colour == GREEN,
+                    SupervisedCase.yellow_on <= today))
         recoloured = 0
-        while True:
-            with self.engine.begin() as conn:
-                rows = conn.execute(select(SupervisedCase.case_number, SupervisedCase.department_code,
-                                           SupervisedCase.limit_days, SupervisedCase.deadline,
-                                           SupervisedCase.yellow_on, SupervisedCase.red_on)
-                                    .where(due).limit(chunk).with_for_update(skip_locked=True)).all()
-                if not rows:
-                    break
-                self._recolour(conn, rows, today, now)
-                recoloured += len(rows)
+        for condition in due:
+            while True:
+                with self.engine.begin() as conn:
+                    rows = conn.execute(select(SupervisedCase.case_number, SupervisedCase.department_code,
+                                               SupervisedCase.limit_days, SupervisedCase.deadline,
+                                               SupervisedCase.yellow_on, SupervisedCase.red_on)
+                                        .where(condition).limit(chunk).with_for_update(skip_locked=True)).all()
+                    if not rows:
+                        break
+                    self._recolour(conn, rows, today, now)
+                    recoloured += len(rows)
         with self.engine.begin() as conn:
             raised = conn.execute(update(SupervisionAlert)
                                   .where(SupervisionAlert.status == PENDING, SupervisionAlert.due_at <= now)
@@ -217,8 +253,7 @@ class SupervisionStore:
             alerts.append(self._colour_alert(r.case_number, r.department_code,
                                              {"colour": colour, "deadline": r.deadline, "limit_days": r.limit_days},
                                              now))
-        conn.execute(update(SupervisedCase).where(SupervisedCase.case_number == bindparam("b_case")), updates,
-                     )
+        self._update_cases(conn, updates)
         self._add_alerts(conn, alerts)
 
     def recompute(self, now: dt.datetime | None = None, *, chunk: int = 10_000) -> dict[str, int]:
@@ -230,6 +265,9 @@ class SupervisionStore:
         policy = self.policy
         seen = changed = 0
         after = ""
+        # Cases accepted on the same day with the same limit and pauses share a clock: a
+        # county's million open cases have a few thousand shapes.
+        clocks: dict = {}
         while True:
             with self.engine.begin() as conn:
                 rows = conn.execute(select(SupervisedCase.case_number, SupervisedCase.department_code,
@@ -245,7 +283,11 @@ class SupervisionStore:
                 seen += len(rows)
                 updates, alerts = [], []
                 for r in rows:
-                    c = clock(policy.calendar, r.accepted_day, r.limit_days, _pauses(r.pauses), policy.thresholds)
+                    shape = (r.accepted_day, r.limit_days, r.pauses)
+                    c = clocks.get(shape)
+                    if c is None:
+                        c = clocks[shape] = clock(policy.calendar, r.accepted_day, r.limit_days, _pauses(r.pauses),
+                                                  policy.thresholds)
                     colour = c.colour(today)
                     if (c.deadline, c.yellow_on, c.red_on, colour) == (r.deadline, r.yellow_on, r.red_on, r.colour):
                         continue
@@ -256,8 +298,7 @@ class SupervisionStore:
                                                          {"colour": colour, "deadline": c.deadline,
                                                           "limit_days": r.limit_days}, now))
                 if updates:
-                    conn.execute(update(SupervisedCase).where(SupervisedCase.case_number == bindparam("b_case")),
-                                 updates)
+                    self._update_cases(conn, updates)
                     self._add_alerts(conn, alerts)
                     changed += len(updates)
         return {"open": seen, "changed": changed}
@@ -321,6 +362,44 @@ class SupervisionStore:
             return [_alert_dict(a) for a in session.scalars(query.order_by(SupervisionAlert.id.desc()).limit(limit))]
 
 
+def _binding(promised: int | None, statutory: int | None) -> int | None:
+    if promised is None or statutory is None:
+        return promised
+    return min(promised, statutory)
+
+
+def _statutory_days(conn, items: set[tuple[str, str]]) -> dict[tuple[str, str], int]:
+    """Statutory limits of service items, from the shared registry of service items (the
+    catalog's, in the same database); an item it does not know has none here."""
+    if not items:
+        return {}
+    from catalog.models import ServiceItem
+    rows = conn.execute(select(ServiceItem.code, ServiceItem.version, ServiceItem.statutory_days)
+                        .where(ServiceItem.code.in_({code for code, _ in items}))).all()
+    return {(r.code, r.version): r.statutory_days for r in rows
+            if (r.code, r.version) in items and r.statutory_days is not None}
+
+
+_PG_TYPES = {"String": "text", "Text": "text", "Boolean": "boolean", "Integer": "integer", "Date": "date",
+             "UtcDateTime": "timestamptz"}
+
+
+def _recordset(model, names: list[str], *, key: str | None = None) -> str:
+    columns = model.__table__.c
+    record = ([f"{key} text"] if key else []) + [f"{n} {_PG_TYPES[type(columns[n].type).__name__]}" for n in names]
+    return f"jsonb_to_recordset(CAST(:rows AS jsonb)) AS v({', '.join(record)})"
+
+
+def _rows_parameter(rows: list[dict]) -> dict:
+    return {"rows": json.dumps(rows, default=_json_default, ensure_ascii=False)}
+
+
+def _json_default(value):
+    if isinstance(value, (dt.date, dt.datetime)):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
 def _pauses_json(pauses) -> str:
     return json.dumps([[s.isoformat(), e.isoformat() if e else None] for s, e in pauses])
 
@@ -337,7 +416,8 @@ def _case_dict(r: SupervisedCase) -> dict:
     return {"case_number": r.case_number, "state": r.state, "open": r.is_open, "colour": r.colour,
             "region": r.region, "department_code": r.department_code, "department_name": r.department_name,
             "service_item": r.service_item, "case_type": r.case_type, "source": r.source,
-            "accepted_at": _iso(r.accepted_at), "limit_days": r.limit_days, "deadline": _iso(r.deadline),
+            "accepted_at": _iso(r.accepted_at), "limit_days": r.limit_days, "promised_days": r.promised_days,
+            "statutory_days": r.statutory_days, "deadline": _iso(r.deadline),
             "yellow_on": _iso(r.yellow_on), "red_on": _iso(r.red_on), "result": r.result,
             "finished_at": _iso(r.finished_at), "last_step": r.last_step}
 

@@ -224,3 +224,19 @@ def test_recompute_after_a_new_holiday_moves_deadlines_and_colours(store, tmp_pa
     assert moved.recompute(at("2026-11-23")) == {"open": 1, "changed": 1}
     record = moved.case(case)
     assert (record["deadline"], record["colour"]) == ("2026-11-26", "GREEN")
+
+
+def test_the_statutory_limit_of_the_service_item_binds_when_the_promise_exceeds_it(store):
+    """The registry of service items says 3 statutory working days for this item; a department
+    promising 5 is still due after 3."""
+    from catalog.models import ServiceItem
+    now = dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc)
+    with store.engine.begin() as conn:
+        conn.execute(ServiceItem.__table__.insert().values(
+            code="320382-SC-XK-0012", version="3", name="食品经营许可", statutory_days=3, promised_days=3,
+            sources={}, history_written=False, created_at=now, updated_at=now))
+    case = "320382-SCJG-20261102-0007"
+    feed(store, cases.accepted(case, "2026-11-02T09:00:00", days=5), now=at("2026-11-02"))
+    record = store.case(case)
+    assert (record["promised_days"], record["statutory_days"], record["limit_days"]) == (5, 3, 3)
+    assert record["deadline"] == "2026-11-05"  # 3, 4, 5 November

@@ -13,6 +13,7 @@ from schemas.hardened import HardenedParser
 from tests.conftest import ROOT
 from tests.helpers import cases
 from tests.helpers.routing import events, route_file, settings_from, wait_for, write_config
+from tests.helpers.soap import delete_route_queues
 
 JIANCHA = "320382.huitong.jiancha"
 S = "{urn:huitong:supervision:1}"
@@ -69,8 +70,10 @@ def test_overdue_cases_and_anomalies_become_alerts_routed_to_the_supervision_sys
         again = store.apply([{"type": "CaseResult", "message_id": second[0], "source": cases.SOURCE,
                               "case_number": twice, "at": "2026-11-19T10:00:00+08:00", "result": "APPROVED"}])
         assert again[0]["already_read"]
+        _console_shows_them(hub, late, twice)
     finally:
         hub.stop()
+        delete_route_queues(hub)  # durable on RabbitMQ: a later test's hub would find these messages
 
     env = {**os.environ, "HUITONG_CONFIG": str(config), "PYTHONPATH": str(ROOT)}
     run = lambda *args: subprocess.run([sys.executable, "-m", "bus.cli", "cases", *args], capture_output=True,  # noqa: E731
@@ -84,6 +87,26 @@ def test_overdue_cases_and_anomalies_become_alerts_routed_to_the_supervision_sys
     assert "scjgj" in board.stdout
     missing = run("show", "320382-NONE-0000")
     assert missing.returncode == 1 and "NOT_FOUND" in missing.stderr
+
+
+def _console_shows_them(hub, late: str, twice: str) -> None:
+    """The console's supervision page: per department, the overdue list, the anomalies."""
+    from bus.http import create_app
+    from console.users import UserStore
+    from tests.test_console import Client, _login
+
+    UserStore(hub.engine).add("op-wang", "operator", "sample-operator-pw", by="test")
+    app = create_app(hub)
+    client, _ = _login(app, "op-wang")
+    page = client.get("/supervision?department=scjgj").get_data(as_text=True)
+    overdue = page[page.index('id="overdue-table"'):page.index('id="yellow-table"')]
+    assert f'data-case="{late}"' in overdue and twice not in overdue
+    anomalies = page[page.index('id="anomalies-table"'):]
+    assert "TWO_RESULTS" in anomalies and twice in anomalies
+    data = client.get("/api/v1/console/supervision").get_json()
+    [scjgj] = [d for d in data["departments"] if d["department_code"] == "scjgj"]
+    assert scjgj["RED"] == 1 and scjgj["anomalies"] == 1
+    assert Client(app).get("/supervision").status_code == 303  # no session: to the sign-in page
 
 
 def test_a_supervision_destination_without_an_alert_source_is_refused_at_start(backend, tmp_path):

@@ -15,12 +15,12 @@ depends_on = None
 
 def upgrade() -> None:
     op.create_table('supervision_messages',
-    sa.Column('source', sa.String(length=80), nullable=False),
     sa.Column('message_id', sa.String(length=36), nullable=False),
+    sa.Column('source', sa.String(length=80), nullable=False),
     sa.Column('case_number', sa.String(length=64), nullable=False),
     sa.Column('facts', sa.Text(), nullable=False),
     sa.Column('arrived_at', sa.DateTime(timezone=True), nullable=False),
-    sa.PrimaryKeyConstraint('source', 'message_id', name=op.f('pk_supervision_messages'))
+    sa.PrimaryKeyConstraint('message_id', 'source', name=op.f('pk_supervision_messages'))
     )
     op.create_index(op.f('ix_supervision_messages_case_number'), 'supervision_messages', ['case_number'])
     op.create_table('supervision_cases',
@@ -36,6 +36,8 @@ def upgrade() -> None:
     sa.Column('accepted_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('accepted_day', sa.Date(), nullable=True),
     sa.Column('limit_days', sa.Integer(), nullable=True),
+    sa.Column('promised_days', sa.Integer(), nullable=True),
+    sa.Column('statutory_days', sa.Integer(), nullable=True),
     sa.Column('pauses', sa.Text(), nullable=False),
     sa.Column('deadline', sa.Date(), nullable=True),
     sa.Column('yellow_on', sa.Date(), nullable=True),
@@ -47,8 +49,10 @@ def upgrade() -> None:
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('case_number', name=op.f('pk_supervision_cases'))
     )
-    op.create_index('ix_supervision_cases_open_red_on', 'supervision_cases', ['is_open', 'red_on'])
-    op.create_index('ix_supervision_cases_open_yellow_on', 'supervision_cases', ['is_open', 'yellow_on'])
+    op.create_index('ix_supervision_cases_open_case_number', 'supervision_cases', ['is_open', 'case_number'])
+    op.create_index('ix_supervision_cases_open_colour_red_on', 'supervision_cases', ['is_open', 'colour', 'red_on'])
+    op.create_index('ix_supervision_cases_open_colour_yellow_on', 'supervision_cases',
+                    ['is_open', 'colour', 'yellow_on'])
     op.create_index('ix_supervision_cases_department_colour', 'supervision_cases', ['department_code', 'colour'])
     op.create_table('supervision_alerts',
     sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
