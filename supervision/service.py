@@ -3,6 +3,7 @@ open cases whose yellow or red day has come, raise provisional anomalies whose g
 over, and send the alerts not yet sent. Idle unless a supervision destination is configured."""
 from __future__ import annotations
 
+import datetime as dt
 import threading
 
 from bus.database import make_engine
@@ -26,8 +27,14 @@ class SupervisionService:
         self.store = self.sender = None
         if urls and settings.supervision.alert_source:
             self.engine = make_engine(urls[0]) if urls[0] else hub.engine
-            self.store = SupervisionStore(self.engine, Policy.from_settings(settings))
+            policy = Policy.from_settings(settings)
+            self.store = SupervisionStore(self.engine, policy)
             self.sender = AlertSender(self.store, hub.acceptance.accept_many)
+            this_year = policy.today(dt.datetime.now(dt.timezone.utc))
+            if not policy.calendar.covers(this_year):
+                log.warning("supervision.calendar_lacks_year", year=this_year.year,
+                            calendar=settings.supervision.calendar or None,
+                            consequence="public holidays of this year are unknown: only weekends are off")
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 

@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine, and_, bindparam, func, select, text, update
+from sqlalchemy import Engine, String, and_, any_, bindparam, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -81,7 +81,7 @@ class SupervisionStore:
             wanted = set(keys)
             seen = {tuple(r) for r in conn.execute(
                 select(SupervisedMessage.source, SupervisedMessage.message_id)
-                .where(SupervisedMessage.message_id.in_({m for _, m in keys})))} & wanted
+                .where(self._in(SupervisedMessage.message_id, {m for _, m in keys})))} & wanted
             fresh, firsts = [], set()
             for f, key in zip(batch, keys):
                 if key not in seen and key not in firsts:
@@ -112,16 +112,17 @@ class SupervisionStore:
             for c in cases])
         rows = {r.case_number: r for r in conn.execute(
             select(SupervisedCase.case_number, SupervisedCase.colour, SupervisedCase.is_open)
-            .where(SupervisedCase.case_number.in_(cases))
+            .where(self._in(SupervisedCase.case_number, cases))
             .order_by(SupervisedCase.case_number).with_for_update())}
         histories: dict[str, list[dict]] = {c: [] for c in cases}
         for number, facts in conn.execute(select(SupervisedMessage.case_number, SupervisedMessage.facts)
-                                          .where(SupervisedMessage.case_number.in_(cases))):
+                                          .where(self._in(SupervisedMessage.case_number, cases))):
             histories[number].append(json.loads(facts))
         alerts = {}
         for a in conn.execute(select(SupervisionAlert.alert_key, SupervisionAlert.status, SupervisionAlert.case_number,
                                      SupervisionAlert.kind)
-                              .where(SupervisionAlert.case_number.in_(cases), SupervisionAlert.status != RESOLVED)):
+                              .where(self._in(SupervisionAlert.case_number, cases),
+                                     SupervisionAlert.status != RESOLVED)):
             alerts.setdefault(a.case_number, []).append(a)
 
         today = self.policy.today(now)
@@ -168,6 +169,13 @@ class SupervisionStore:
             if case.open:
                 values["colour"] = c.colour(today)
         return values
+
+    def _in(self, column, values):
+        """column IN values; on PostgreSQL as = ANY(one array parameter), so the statement's
+        text is the same for every batch and psycopg parses it once, not once per batch size."""
+        if self._postgres:
+            return column == any_(bindparam(None, list(values), type_=postgresql.ARRAY(String)))
+        return column.in_(values)
 
     # On PostgreSQL a batch's rows go as one JSON parameter of one statement, not one statement
     # per row: per-row statements were most of a batch's time (psycopg's pipeline, 200 binds).
