@@ -7,6 +7,7 @@ commit, relay, the HTTP app with the console, its pulse) on PostgreSQL + RabbitM
 `huitong worker` process delivering the route to a filedrop outbox."""
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import re
@@ -36,25 +37,27 @@ def bench_console(seconds: float = 30.0, rate: float = 1000.0) -> dict:
     from tests.helpers.messages import case_results, sample, with_message_id
 
     amqp, database = _env("AMQP_URL"), _env("DATABASE_URL")
-    if not (amqp and database):
-        return {"skipped": "needs RabbitMQ and PostgreSQL (HUITONG_BENCH_AMQP_URL, HUITONG_BENCH_DATABASE_URL)"}
+    embedded = not (amqp and database)  # then SQLite + the in-memory broker, routes in the hub process
     tmp = Path(tempfile.mkdtemp(prefix="huitong-console-bench-"))
     (tmp / "routes").mkdir()
     (tmp / "routes" / "route.yaml").write_text(f"id: {ROUTE}\nfrom: {{types: [CaseResult, CaseAccepted]}}\n"
                                                "to: [ferry]\n")
-    db = _fresh_pg(database)
-    result = {"backend": "PostgreSQL + RabbitMQ", "offered_msg_s": rate, "seconds": seconds,
-              "layout": "hub process (accept + relay + HTTP console, waitress 8 threads) + one `huitong worker`; "
-                        "pages fetched one after another by a client process"}
-    with _dropped_after(database, db):
+    db = f"sqlite:///{tmp / 'hub.db'}" if embedded else _fresh_pg(database)
+    result = {"backend": "SQLite + in-memory broker (embedded)" if embedded else "PostgreSQL + RabbitMQ",
+              "offered_msg_s": rate, "seconds": seconds,
+              "layout": ("one hub process (accept + relay + route worker thread + HTTP console, waitress 8 threads)"
+                         if embedded else "hub process (accept + relay + HTTP console, waitress 8 threads) + one "
+                         "`huitong worker`") + "; pages fetched one after another by a client process"}
+    with contextlib.nullcontext() if embedded else _dropped_after(database, db):
         path = tmp / "huitong.yaml"
         path.write_text(yaml.safe_dump({
-            "database_url": db, "broker_url": amqp, "state_dir": str(tmp / "var"),
-            "routes": {"dir": str(tmp / "routes"), "run": False},
+            "database_url": db, "broker_url": "memory://" if embedded else amqp, "state_dir": str(tmp / "var"),
+            "routes": {"dir": str(tmp / "routes"), "run": embedded},
             "destinations": {"ferry": {"type": "filedrop", "dir": str(tmp / "outbox"), "fsync": False}},
             "audit": {"seal": True}, "logging": {"level": "WARNING", "format": "json"}}))
         hub = Hub(_settings(path)).start()
-        _purge_route_queue(hub)
+        if not embedded:
+            _purge_route_queue(hub)
         server = None
         try:
             UserStore(hub.engine).add(USER, "operator", PASSWORD, by="bench")
@@ -68,8 +71,9 @@ def bench_console(seconds: float = 30.0, rate: float = 1000.0) -> dict:
                 data = data.replace(b"320382-SCJG-20261120-0001", CASE.encode())
                 assert hub.accept(data, system=SYSTEM).ok
                 ids.append(mid)
-            with _worker(path):
-                _wait_consuming(hub)
+            with contextlib.nullcontext() if embedded else _worker(path):
+                if not embedded:
+                    _wait_consuming(hub)
                 hub.acceptance.accept_many([b for _, b in case_results(5000)], system=SYSTEM)
                 time.sleep(3)
                 pages = ["/", "/routes", "/systems", "/dead-letters", "/audit", "/api/v1/console/routes",
@@ -91,8 +95,9 @@ def bench_console(seconds: float = 30.0, rate: float = 1000.0) -> dict:
             if server is not None:
                 server.close()
             hub.stop()
-            from tests.helpers.soap import delete_route_queues
-            delete_route_queues(hub)
+            if not embedded:
+                from tests.helpers.soap import delete_route_queues
+                delete_route_queues(hub)
     return result
 
 

@@ -26,30 +26,42 @@ ROUTE = "bench-to-ferry"
 
 
 def bench_route(messages: int = 10000, latency_seconds: float = 5.0) -> dict:
+    """On PostgreSQL + RabbitMQ with `huitong worker` processes when configured; else embedded
+    (SQLite + in-memory broker), where the route workers are threads of the hub process."""
     from bus.hub import Hub
     from tests.helpers.messages import case_results
 
     amqp, database = _env("AMQP_URL"), _env("DATABASE_URL")
-    if not (amqp and database):
-        return {"skipped": "needs RabbitMQ and PostgreSQL (HUITONG_BENCH_AMQP_URL, HUITONG_BENCH_DATABASE_URL)"}
+    embedded = not (amqp and database)
     tmp = Path(tempfile.mkdtemp(prefix="huitong-route-bench-"))
     (tmp / "routes").mkdir()
     (tmp / "routes" / "route.yaml").write_text(f"id: {ROUTE}\nfrom: {{types: [CaseResult]}}\nto: [ferry]\n")
-    result = {"backend": "PostgreSQL + RabbitMQ", "messages": messages, "destination": "filedrop (fsync)" if _fsync() else "filedrop (no fsync)",
-              "layout": "hub process (accept + relay) + one `huitong worker` process"}
+    result = {"backend": "SQLite + in-memory broker (embedded)" if embedded else "PostgreSQL + RabbitMQ",
+              "messages": messages, "destination": "filedrop (fsync)" if _fsync() else "filedrop (no fsync)",
+              "layout": ("one hub process: accept, relay and route worker threads" if embedded
+                         else "hub process (accept + relay) + one `huitong worker` process")}
 
-    def config(label: str, db: str, routes: bool) -> Path:
+    def config(label: str, db: str, routes: bool, workers: int = 1) -> Path:
         path = tmp / f"{label}.yaml"
         path.write_text(yaml.safe_dump({
-            "database_url": db, "broker_url": amqp, "state_dir": str(tmp / "var"),
-            "routes": {"dir": str(tmp / "routes") if routes else "", "run": False},
+            "database_url": db, "broker_url": "memory://" if embedded else amqp, "state_dir": str(tmp / "var"),
+            "routes": {"dir": str(tmp / "routes") if routes else "", "run": embedded, "threads": workers},
             "destinations": {"ferry": {"type": "filedrop", "dir": str(tmp / f"outbox-{label}"), "fsync": _fsync()}},
             "logging": {"level": "WARNING", "format": "json"}}))
         return path
 
+    @contextlib.contextmanager
+    def store(label: str):
+        """A database of its own for each phase."""
+        if embedded:
+            yield f"sqlite:///{tmp / f'{label}.db'}"
+            return
+        db = _fresh_pg(database)
+        with _dropped_after(database, db):
+            yield db
+
     # 1. accept -> published, no routes (the same run's baseline)
-    db = _fresh_pg(database)
-    with _dropped_after(database, db):
+    with store("publish") as db:
         hub = Hub(_settings(config("publish", db, routes=False))).start()
         try:
             start = time.perf_counter()
@@ -61,29 +73,32 @@ def bench_route(messages: int = 10000, latency_seconds: float = 5.0) -> dict:
             hub.stop()
     result["accept_to_published_msg_s"] = round(published)
 
-    # 2. accept -> delivered, and 3. latency at half that load (one worker process)
-    result.update(_routed(database, config, "route", messages, published, processes=1, latency_seconds=latency_seconds))
-    # 4. scaling: the same with two worker processes, in the same run
-    two = _routed(database, config, "route2", messages, published, processes=2, latency_seconds=0)
+    # 2. accept -> delivered, and 3. latency at half that load (one worker)
+    result.update(_routed(store, config, "route", messages, published, workers=1, embedded=embedded,
+                          latency_seconds=latency_seconds))
+    # 4. scaling: the same with two workers (processes; threads on the embedded broker), same run
+    two = _routed(store, config, "route2", messages, published, workers=2, embedded=embedded, latency_seconds=0)
     result["accept_to_delivered_msg_s_2_workers"] = two["accept_to_delivered_msg_s"]
     result["scaling_2_vs_1_workers"] = round(two["accept_to_delivered_msg_s"] / result["accept_to_delivered_msg_s"], 2)
     return result
 
 
-def _routed(database: str, config, label: str, messages: int, published: float, *, processes: int,
+def _routed(store, config, label: str, messages: int, published: float, *, workers: int, embedded: bool,
             latency_seconds: float) -> dict:
     from bus.hub import Hub
     from tests.helpers.messages import case_results
     out: dict = {}
-    db = _fresh_pg(database)
-    with _dropped_after(database, db):
-        path = config(label, db, routes=True)
+    with store(label) as db:
+        path = config(label, db, routes=True, workers=workers)
         hub = Hub(_settings(path)).start()
-        _purge_route_queue(hub)
+        if not embedded:
+            _purge_route_queue(hub)
         try:
-            out["worker_processes"] = processes
-            with _worker(path, processes):
-                _wait_consuming(hub)
+            out["workers"] = f"{workers} {'route worker thread' if embedded else '`huitong worker` process'}" + \
+                ("s" if workers > 1 and embedded else "es" if workers > 1 else "")
+            with contextlib.nullcontext() if embedded else _worker(path, workers):
+                if not embedded:
+                    _wait_consuming(hub)
                 start = time.perf_counter()
                 _accept_batched(hub, case_results(messages))
                 _wait_delivered(hub, messages)
@@ -100,8 +115,9 @@ def _routed(database: str, config, label: str, messages: int, published: float, 
                     out["latency_p99_ms"] = round(_pct(latencies, 99) * 1000, 1)
         finally:
             hub.stop()
-            from tests.helpers.soap import delete_route_queues
-            delete_route_queues(hub)
+            if not embedded:
+                from tests.helpers.soap import delete_route_queues
+                delete_route_queues(hub)
     return out
 
 

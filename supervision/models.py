@@ -83,7 +83,7 @@ class SupervisionAlert(Base):
     case_number: Mapped[str] = mapped_column(String(64), index=True)
     department_code: Mapped[Optional[str]] = mapped_column(String(64))
     kind: Mapped[str] = mapped_column(String(40))
-    status: Mapped[str] = mapped_column(String(10), index=True)
+    status: Mapped[str] = mapped_column(String(10))  # indexed first in (status, sent_at)
     text: Mapped[str] = mapped_column(Text)
     message_ids: Mapped[str] = mapped_column(Text)  # JSON list of the messages that caused it
     noticed_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())

@@ -13,6 +13,7 @@ import uuid
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
+import orjson
 from sqlalchemy import Engine, String, and_, any_, bindparam, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
@@ -90,7 +91,7 @@ class SupervisionStore:
             if fresh:
                 self._insert_new(conn, SupervisedMessage, [
                     {"message_id": f["message_id"], "source": f["source"], "case_number": f["case_number"],
-                     "facts": json.dumps(f, ensure_ascii=False), "arrived_at": now} for f in fresh])
+                     "facts": orjson.dumps(f).decode(), "arrived_at": now} for f in fresh])
             cases = sorted({f["case_number"] for f in fresh})
             states = self._reread(conn, cases, now) if cases else {}
         outcomes = []
@@ -117,7 +118,7 @@ class SupervisionStore:
         histories: dict[str, list[dict]] = {c: [] for c in cases}
         for number, facts in conn.execute(select(SupervisedMessage.case_number, SupervisedMessage.facts)
                                           .where(self._in(SupervisedMessage.case_number, cases))):
-            histories[number].append(json.loads(facts))
+            histories[number].append(orjson.loads(facts))
         alerts = {}
         for a in conn.execute(select(SupervisionAlert.alert_key, SupervisionAlert.status, SupervisionAlert.case_number,
                                      SupervisionAlert.kind)
@@ -399,13 +400,7 @@ def _recordset(model, names: list[str], *, key: str | None = None) -> str:
 
 
 def _rows_parameter(rows: list[dict]) -> dict:
-    return {"rows": json.dumps(rows, default=_json_default, ensure_ascii=False)}
-
-
-def _json_default(value):
-    if isinstance(value, (dt.date, dt.datetime)):
-        return value.isoformat()
-    raise TypeError(f"{type(value).__name__} is not JSON")
+    return {"rows": orjson.dumps(rows).decode()}  # dates and times as ISO 8601, as PostgreSQL reads them
 
 
 def _pauses_json(pauses) -> str:

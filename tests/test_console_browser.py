@@ -101,7 +101,7 @@ def _until(check, timeout: float, page=None, reload: bool = False):
             page.reload()
 
 
-def test_operator_and_auditor_in_a_real_browser(demo):
+def test_operator_and_auditor_in_a_real_browser(demo, tmp_path):
     from playwright.sync_api import sync_playwright
     base, passwords = demo
     with sync_playwright() as pw:
@@ -114,7 +114,7 @@ def test_operator_and_auditor_in_a_real_browser(demo):
             first = int(total.inner_text())
             # the table refreshes itself (no reload) as the simulated departments push
             _until(lambda: int(total.inner_text()) > first, 30)
-            assert operator.locator("#routes-table tbody tr").count() == 3
+            assert operator.locator("#routes-table tbody tr").count() == 5
             assert "running" in operator.locator('tr[data-route="cases-to-province"] [data-field="state"]').inner_text()
             _shot(operator, "1-operator-routes")
 
@@ -166,5 +166,17 @@ def test_operator_and_auditor_in_a_real_browser(demo):
             auditor.goto(f"{base}/cases/{case_number}")
             assert auditor.locator(".case-message").count() >= 1
             _shot(auditor, "7-auditor-case")
+
+            # -- supervision: the departments' open cases by colour, the overdue list --------
+            auditor.goto(base + "/supervision")
+            _until(lambda: auditor.locator('#overdue-table tr[data-case]').count() >= 1, 90, auditor, reload=True)
+            row = auditor.locator('#departments-table tr[data-department="scjgj"]')
+            assert int(row.locator("td.bad").inner_text()) >= 1
+            overdue_case = auditor.locator('#overdue-table tr[data-case]').first.get_attribute("data-case")
+            _shot(auditor, "8-auditor-supervision")
+            auditor.click(f'#overdue-table tr[data-case="{overdue_case}"] a')
+            auditor.wait_for_url(f"{base}/cases/{overdue_case}")
+            # the red cases' alerts went out on the bus to the supervision system's ferry
+            _until(lambda: list((tmp_path / "var" / "demo" / "outbox" / "jiancha").glob("SupervisionAlert-*.xml")), 60)
         finally:
             browser.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from importlib.resources import files
 from pathlib import Path
 
 from bus.config import Settings, load_settings
@@ -19,7 +20,9 @@ def demo_settings(config_path: str | None = None) -> Settings:
     os.environ.setdefault("DEMO_SYSTEMS_SECRET", "demo-" + secrets.token_urlsafe(18))
     if config_path:
         return load_settings(config_path)
-    text = (HERE / "huitong-demo.yaml").read_text(encoding="utf-8").replace("ROUTES_DIR", str(HERE / "routes"))
+    calendar = files("supervision").joinpath("calendars", "cn-2026.yaml")
+    text = ((HERE / "huitong-demo.yaml").read_text(encoding="utf-8").replace("ROUTES_DIR", str(HERE / "routes"))
+            .replace("CALENDAR", str(calendar)))
     target = Path("var/demo")
     target.mkdir(parents=True, exist_ok=True)
     (target / "huitong-demo.yaml").write_text(text, encoding="utf-8")

@@ -40,7 +40,7 @@ class DemoTraffic:
         self.flow = [_sample("valid", n) for n in CASE_FLOW]
         self.records = [_sample("valid", n) for n in RECORDS]
         self.wrong = [_sample("invalid", n) for n in WRONG]
-        self.open_cases: list[tuple[str, int]] = []  # case number, next step
+        self.open_cases: list[tuple] = []  # case number, next step, accepted at, promised days
         self.serial = self.random.randint(1000, 8000)
         self.sent = self.rejected = 0
         self._stop = threading.Event()
@@ -71,15 +71,20 @@ class DemoTraffic:
             return self._fresh(self.random.choice(self.records))
         if not self.open_cases or (len(self.open_cases) < 20 and self.random.random() < 0.4):
             self.serial += 1
-            today = dt.datetime.now(BEIJING).strftime("%Y%m%d")
-            self.open_cases.append((f"320382-SCJG-{today}-{self.serial % 10000:04d}", 0))
+            now = dt.datetime.now(BEIJING).replace(microsecond=0)
+            # Accepted up to twelve days ago with a promise of 3 to 10 working days: supervision
+            # shows green, yellow and red cases.
+            accepted = now - dt.timedelta(days=self.random.randint(0, 12), hours=self.random.randint(0, 6))
+            self.open_cases.append((f"320382-SCJG-{now:%Y%m%d}-{self.serial % 10000:04d}", 0, accepted,
+                                    self.random.choice((3, 5, 10))))
         index = self.random.randrange(len(self.open_cases))
-        case, step = self.open_cases[index]
+        case, step, accepted, days = self.open_cases[index]
         if step + 1 < len(self.flow):
-            self.open_cases[index] = (case, step + 1)
+            self.open_cases[index] = (case, step + 1, accepted, days)
         else:
             self.open_cases.pop(index)
-        return _CASE.sub(f"<m:CaseNumber>{case}</m:CaseNumber>".encode(), self._fresh(self.flow[step]), count=1)
+        data = _CASE.sub(f"<m:CaseNumber>{case}</m:CaseNumber>".encode(), self._fresh(self.flow[step]), count=1)
+        return _timed(data, accepted, days)
 
     def push_one(self) -> bool:
         data = self.next_message()
@@ -93,3 +98,16 @@ class DemoTraffic:
     @staticmethod
     def _fresh(data: bytes) -> bytes:
         return _MID.sub(f"<hx:MessageId>{uuid.uuid4()}</hx:MessageId>".encode(), data, count=1)
+
+
+def _timed(data: bytes, accepted: dt.datetime, days: int) -> bytes:
+    """A case message's times around its acceptance (the samples carry fixed ones)."""
+    now = dt.datetime.now(BEIJING).replace(microsecond=0)
+    step = min(accepted + dt.timedelta(days=1), now)
+    values = {"AppliedAt": accepted - dt.timedelta(minutes=30), "AcceptedAt": accepted,
+              "PromisedWorkingDays": days, "PromisedDate": (accepted + dt.timedelta(days=days * 2)).date(),
+              "StartedAt": step, "EndedAt": step, "FinishedAt": now}
+    for name, value in values.items():
+        text = value.isoformat() if isinstance(value, (dt.date, dt.datetime)) else str(value)
+        data = re.sub(rf"<m:{name}>[^<]+</m:{name}>".encode(), f"<m:{name}>{text}</m:{name}>".encode(), data, count=1)
+    return data

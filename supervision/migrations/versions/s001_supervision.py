@@ -74,7 +74,6 @@ def upgrade() -> None:
     sa.UniqueConstraint('alert_key', name=op.f('uq_supervision_alerts_alert_key'))
     )
     op.create_index(op.f('ix_supervision_alerts_case_number'), 'supervision_alerts', ['case_number'])
-    op.create_index(op.f('ix_supervision_alerts_status'), 'supervision_alerts', ['status'])
     op.create_index('ix_supervision_alerts_unsent', 'supervision_alerts', ['status', 'sent_at'])
 
 
