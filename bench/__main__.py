@@ -70,11 +70,12 @@ def main() -> None:
         results["soak"] = bench_soak(args.minutes if args.part == "soak" else 1.5, args.rate)
     if args.part in ("all", "supervision"):  # `all`: 200,000 open cases, on PostgreSQL only (the 1,000,000
         alone = args.part == "supervision"   # take 4 minutes a database: `bench supervision`)
-        results["supervision"] = bench_supervision(60_000, args.open_cases if alone else 200_000, sqlite_too=alone)
+        results["supervision" if alone else "supervision_in_all"] = bench_supervision(
+            60_000, args.open_cases if alone else 200_000, sqlite_too=alone)
     if args.part in ("all", "console"):
         results["console"] = bench_console(max(args.seconds, 30.0) if args.part == "console" else 30.0)
     for part in ("validation", "publish", "route", "soap", "ingest", "catalog", "audit", "sealcost", "log", "replay",
-                 "console", "soak", "supervision"):
+                 "console", "soak", "supervision", "supervision_in_all"):
         if part in results:
             print(f"\n{part}")
             for key, value in results[part].items():
