@@ -11,13 +11,13 @@ commit into a skipped seq, verification reports it as not sealed."""
 from __future__ import annotations
 
 import datetime as dt
-import threading
 import time
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 
 from bus.logs import get_logger
+from bus.periodic import PeriodicService
 from bus.secret_box import SecretBox
 from replay.chain import chain_head, events_from, iso_utc, row_leaf
 from replay.keys import SealKeys
@@ -86,39 +86,20 @@ class ChainSealer:
                 return total
 
 
-class Sealer:
+class Sealer(PeriodicService):
     """The background service of a hub process (audit.seal)."""
 
     name = "sealer"
     kind = "audit"
-    queues: list = []
 
     def __init__(self, hub):
         options = hub.settings.audit
         self.interval = options.seal_interval
         self.chain = ChainSealer(hub.engine, SealKeys(hub.engine, SecretBox.from_settings(hub.settings)),
                                  max_events=options.seal_max_events, gap_wait_seconds=options.gap_wait_seconds)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> None:
-        if self._thread is None:
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._run, name="audit-sealer", daemon=True)
-            self._thread.start()
+    def run_once(self) -> int:
+        return self.chain.seal_all()
 
-    def stop(self) -> None:
-        if self._thread is not None:
-            self._stop.set()
-            self._thread.join(timeout=30)
-            self._thread = None
-
-    def drained(self) -> bool:
-        return True
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.chain.seal_all()
-            except Exception as exc:  # the database is away: the events wait, sealed later
-                log.error("audit.seal_failed", error=f"{exc.__class__.__name__}: {exc}")
+    def failed(self, exc: Exception) -> None:  # the database is away: the events wait, sealed later
+        log.error("audit.seal_failed", error=f"{exc.__class__.__name__}: {exc}")

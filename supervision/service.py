@@ -4,20 +4,20 @@ over, and send the alerts not yet sent. Idle unless a supervision destination is
 from __future__ import annotations
 
 import datetime as dt
-import threading
 
 from bus.database import make_engine
 from bus.logs import get_logger
+from bus.periodic import PeriodicService
 from supervision.alerts import AlertSender
 from supervision.store import Policy, SupervisionStore
 
 log = get_logger("huitong.supervision")
 
 
-class SupervisionService:
+class SupervisionService(PeriodicService):
     name = "supervision"
     kind = "routes"
-    queues: list = []
+    first_wait = False  # a hub that was down overnight recolours at once
 
     def __init__(self, hub):
         settings = hub.settings
@@ -35,23 +35,9 @@ class SupervisionService:
                 log.warning("supervision.calendar_lacks_year", year=this_year.year,
                             calendar=settings.supervision.calendar or None,
                             consequence="public holidays of this year are unknown: only weekends are off")
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> None:
-        if self.store is not None and self._thread is None:
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._run, name="supervision-sweep", daemon=True)
-            self._thread.start()
-
-    def stop(self) -> None:
-        if self._thread is not None:
-            self._stop.set()
-            self._thread.join(timeout=30)
-            self._thread = None
-
-    def drained(self) -> bool:
-        return True
+    def active(self) -> bool:
+        return self.store is not None
 
     def run_once(self) -> dict:
         swept = self.store.sweep()
@@ -60,11 +46,5 @@ class SupervisionService:
             log.info("supervision.swept", **swept)
         return swept
 
-    def _run(self) -> None:
-        while True:
-            try:
-                self.run_once()
-            except Exception as exc:  # the database is away: time keeps; the next sweep catches up
-                log.error("supervision.sweep_failed", error=f"{exc.__class__.__name__}: {exc}")
-            if self._stop.wait(self.interval):
-                return
+    def failed(self, exc: Exception) -> None:  # the database is away: the next sweep catches up
+        log.error("supervision.sweep_failed", error=f"{exc.__class__.__name__}: {exc}")
