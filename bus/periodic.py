@@ -1,36 +1,41 @@
-"""A hub service that does one thing every few seconds in a thread of its own (sealing the
-log, recolouring cases as days pass): started and stopped with the hub, and a failed round
-is logged and tried again at the next, since what it works on waits in the database."""
+"""A thread that does one thing every few seconds (sealing the log, recolouring cases as days
+pass, tailing events for the console, simulated traffic): started and stopped with its owner,
+and a failed round is reported and tried again at the next, since what it works on waits in
+the database."""
 from __future__ import annotations
 
 import threading
+from abc import ABC, abstractmethod
 
 
-class PeriodicService:
-    name: str
-    kind: str  # which of the hub's start switches runs it: routes, adapters or audit
+class PeriodicService(ABC):
+    name: str  # also the thread's name
+    kind: str = ""  # for a hub service: which of the hub's start switches runs it (routes, adapters, audit)
     queues: list = []
     interval: float
     first_wait: bool = True  # wait one interval before the first round
+    _thread: threading.Thread | None = None
 
+    @abstractmethod
     def run_once(self):
-        raise NotImplementedError
+        """One round."""
 
+    @abstractmethod
     def failed(self, exc: Exception) -> None:
-        """Log the failed round (the subclass says what it means)."""
-        raise NotImplementedError
+        """Report a failed round (the subclass says what it means)."""
 
     def active(self) -> bool:
         return True
 
-    def start(self) -> None:
-        if self.active() and getattr(self, "_thread", None) is None:
+    def start(self):
+        if self.active() and self._thread is None:
             self._stop = threading.Event()
             self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
             self._thread.start()
+        return self
 
     def stop(self) -> None:
-        if getattr(self, "_thread", None) is not None:
+        if self._thread is not None:
             self._stop.set()
             self._thread.join(timeout=30)
             self._thread = None

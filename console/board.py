@@ -16,6 +16,7 @@ from bus.errors import HuitongError
 from bus.exchange_log import event_row
 from bus.masking import mask_text, mask_value
 from bus.models import Event, Message, MessageBody, RouteDelivery
+from bus.periodic import PeriodicService
 from console.pulse import Pulse
 from console.users import User
 from replay.lineage import LogQueries, LogSearch
@@ -62,30 +63,25 @@ class Snapshot:
             self.refresh()
 
 
-class Refresher:
+class Refresher(PeriodicService):
     """One thread keeping the board's snapshots fresh."""
+
+    name = "console-refresher"
+    interval = 0.25
 
     def __init__(self, snapshots: list[Snapshot]):
         self.snapshots = snapshots
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="console-refresher", daemon=True)
 
-    def start(self) -> "Refresher":
-        self._thread.start()
-        return self
+    def run_once(self) -> None:
+        for snapshot in self.snapshots:
+            if snapshot.due():
+                try:
+                    snapshot.refresh()
+                except Exception:  # the database or broker is away: pages show the last value
+                    snapshot.at = time.monotonic()
 
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.25):
-            for snapshot in self.snapshots:
-                if snapshot.due():
-                    try:
-                        snapshot.refresh()
-                    except Exception:  # the database or broker is away: pages show the last value
-                        snapshot.at = time.monotonic()
+    def failed(self, exc: Exception) -> None:  # run_once keeps its own failures
+        pass
 
 
 class Board:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine, func, or_, select
 
 from bus.logs import get_logger
+from bus.periodic import PeriodicService
 from bus.models import Event, Message
 from bus.times import BEIJING
 
@@ -50,7 +51,10 @@ class Histogram:
         self.total += seconds
 
 
-class Pulse:
+class Pulse(PeriodicService):
+    name = "console-pulse"
+    first_wait = False  # the first read (backfill) at once
+
     def __init__(self, engine: Engine, *, interval: float = 1.0, batch: int = 50_000):
         self.engine = engine
         self.reads = engine.execution_options(isolation_level="AUTOCOMMIT")
@@ -68,36 +72,20 @@ class Pulse:
         self.systems: dict[str, SystemDay] = defaultdict(SystemDay)
         self.last_seen: dict[str, dt.datetime] = {}
         self.ready = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self.last_error: str | None = None
 
-    # -- running --------------------------------------------------------------------------------
-    def start(self) -> "Pulse":
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="console-pulse", daemon=True)
-        self._thread.start()
-        return self
+    # -- running (PeriodicService: a round every interval, the first at once) ---------------------
+    def run_once(self) -> None:
+        if not self.ready.is_set():
+            self.backfill()
+        self.refresh()
+        self.last_error = None
 
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                if not self.ready.is_set():
-                    self.backfill()
-                self.refresh()
-                self.last_error = None
-            except Exception as exc:  # the database is away: try again, keep what we have
-                text = f"{exc.__class__.__name__}: {exc}"
-                if text != self.last_error:
-                    log.warning("console.pulse_failed", error=text)
-                self.last_error = text
-            self._stop.wait(self.interval)
+    def failed(self, exc: Exception) -> None:  # the database is away: try again, keep what we have
+        text = f"{exc.__class__.__name__}: {exc}"
+        if text != self.last_error:
+            log.warning("console.pulse_failed", error=text)
+        self.last_error = text
 
     # -- the start: what happened before this process looked --------------------------------------
     def backfill(self) -> None:

@@ -8,11 +8,11 @@ from __future__ import annotations
 import datetime as dt
 import random
 import re
-import threading
 import uuid
 from importlib.resources import files
 
 from bus.logs import get_logger
+from bus.periodic import PeriodicService
 from bus.times import BEIJING
 
 log = get_logger("huitong.demo")
@@ -31,7 +31,9 @@ def _sample(kind: str, name: str) -> bytes:
     return files("schemas").joinpath("samples", kind, name).read_bytes()
 
 
-class DemoTraffic:
+class DemoTraffic(PeriodicService):
+    name = "demo-traffic"
+
     def __init__(self, hub, *, per_second: float = 2.0, wrong_share: float = 0.1, seed: int | None = None):
         self.hub = hub
         self.interval = 1.0 / per_second
@@ -43,25 +45,12 @@ class DemoTraffic:
         self.open_cases: list[tuple] = []  # case number, next step, accepted at, promised days
         self.serial = self.random.randint(1000, 8000)
         self.sent = self.rejected = 0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> "DemoTraffic":
-        self._thread = threading.Thread(target=self._run, name="demo-traffic", daemon=True)
-        self._thread.start()
-        return self
+    def run_once(self) -> None:
+        self.push_one()
 
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.push_one()
-            except Exception as exc:  # the demo goes on; the hub reports its own trouble
-                log.warning("demo.push_failed", error=f"{exc.__class__.__name__}: {exc}")
+    def failed(self, exc: Exception) -> None:  # the demo goes on; the hub reports its own trouble
+        log.warning("demo.push_failed", error=f"{exc.__class__.__name__}: {exc}")
 
     def next_message(self) -> bytes:
         roll = self.random.random()
