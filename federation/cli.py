@@ -13,8 +13,8 @@ from urllib.parse import quote, unquote, urlsplit
 import click
 
 from bus.cli_common import _settings, config_option
-
-FORWARD = "FORWARD"
+from bus.systems import FORWARD
+from federation.queues import in_queue_name, out_queue_name
 
 
 def shovel_plan(settings, routes) -> list[dict]:
@@ -26,7 +26,6 @@ def shovel_plan(settings, routes) -> list[dict]:
     for name, options in sorted(settings.destinations.items()):
         if options.get("type") != "federation":
             continue
-        from federation.queues import in_queue_name, out_queue_name
         types = sorted({t for r in routes.routes.values() if any(x.name == name for x in r.targets)
                         for t in (r.from_.types or ("*",))})
         env = options["upstream_url_env"]

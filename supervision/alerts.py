@@ -15,7 +15,7 @@ from bus.logs import get_logger
 from schemas.namespaces import SUPERVISION
 from supervision.clock import RED, YELLOW, used_days
 from supervision.models import SupervisedCase, SupervisedMessage, SupervisionAlert
-from supervision.store import RAISED, SupervisionStore, _pauses, utcnow
+from supervision.store import RAISED, SupervisionStore, pauses_from_json, utcnow
 
 log = get_logger("huitong.supervision")
 _S = f"{{{SUPERVISION}}}"
@@ -81,7 +81,7 @@ class AlertSender:
             case = cases.get(a.case_number)
             used = None
             if case is not None and case.accepted_day is not None and a.kind in (YELLOW, RED):
-                used = used_days(policy.calendar, case.accepted_day, _pauses(case.pauses),
+                used = used_days(policy.calendar, case.accepted_day, pauses_from_json(case.pauses),
                                  policy.today(a.raised_at or a.noticed_at))
             causes = [(i, sources[i]) for i in json.loads(a.message_ids) if i in sources]
             items.append(envelope_xml("SupervisionAlert", alert_body(a, case, causes, used), policy.alert_source,

@@ -7,7 +7,7 @@ import json
 
 import click
 
-from bus.cli_common import _settings, config_option, engine_for
+from bus.cli_common import _settings, config_option
 from bus.errors import HuitongError
 
 json_option = click.option("--json", "as_json", is_flag=True, help="JSON instead of text.")
@@ -17,15 +17,11 @@ department_option = click.option("--department", default=None, metavar="CODE",
 
 def _store(config_path):
     from bus.database import ensure_schema, make_engine
-    from supervision.store import Policy, SupervisionStore
+    from supervision.store import Policy, SupervisionStore, database_url
     settings = _settings(config_path)
-    urls = [d.get("url") for d in settings.destinations.values() if d.get("type") == "supervision"]
-    if urls and urls[0]:
-        engine = make_engine(urls[0])
-        ensure_schema(engine, auto_upgrade=settings.auto_upgrade)
-    else:
-        engine = engine_for(settings)
+    engine = make_engine(database_url(settings) or settings.effective_database_url)
     try:
+        ensure_schema(engine, auto_upgrade=settings.auto_upgrade)
         return SupervisionStore(engine, Policy.from_settings(settings))
     except HuitongError as exc:
         raise click.ClickException(f"{exc.code}: {exc}") from None

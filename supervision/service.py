@@ -9,7 +9,7 @@ from bus.database import make_engine
 from bus.logs import get_logger
 from bus.periodic import PeriodicService
 from supervision.alerts import AlertSender
-from supervision.store import Policy, SupervisionStore
+from supervision.store import Policy, SupervisionStore, database_url
 
 log = get_logger("huitong.supervision")
 
@@ -22,11 +22,10 @@ class SupervisionService(PeriodicService):
     def __init__(self, hub):
         settings = hub.settings
         self.interval = settings.supervision.sweep_interval_seconds
-        urls = [options.get("url") for options in settings.destinations.values()
-                if options.get("type") == "supervision"]
+        url = database_url(settings)
         self.store = self.sender = None
-        if urls and settings.supervision.alert_source:
-            self.engine = make_engine(urls[0]) if urls[0] else hub.engine
+        if url and settings.supervision.alert_source:
+            self.engine = hub.engine if url == settings.effective_database_url else make_engine(url)
             policy = Policy.from_settings(settings)
             self.store = SupervisionStore(self.engine, policy)
             self.sender = AlertSender(self.store, hub.acceptance.accept_many)

@@ -18,7 +18,7 @@ from sqlalchemy import Engine, String, and_, any_, bindparam, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from supervision.calendar import WorkingCalendar
+from supervision.calendar import WorkingCalendar, load_calendar
 from supervision.clock import GREEN, RED, YELLOW, Thresholds, clock, used_days
 from supervision.lifecycle import Anomaly, CaseState, read_history
 from supervision.models import SupervisedCase, SupervisedMessage, SupervisionAlert
@@ -45,7 +45,6 @@ class Policy:
 
     @classmethod
     def from_settings(cls, settings) -> "Policy":
-        from supervision.calendar import load_calendar
         s = settings.supervision
         return cls(load_calendar(s.calendar or None),
                    Thresholds(s.yellow_remaining_days, s.yellow_used_ratio), ZoneInfo(s.timezone),
@@ -53,6 +52,15 @@ class Policy:
 
     def today(self, now: dt.datetime) -> dt.date:
         return now.astimezone(self.tz).date()
+
+
+def database_url(settings) -> str | None:
+    """Where supervision keeps its cases: the supervision destination's own database, else the
+    hub's; None when no supervision destination is configured."""
+    for options in settings.destinations.values():
+        if options.get("type") == "supervision":
+            return options.get("url") or settings.effective_database_url
+    return None
 
 
 def alert_message_id(source: str, key: str) -> str:
@@ -160,7 +168,7 @@ class SupervisionStore:
                   "service_item": (case.service_item or "")[:300] or None, "case_type": case.case_type,
                   "source": case.source, "accepted_at": case.accepted_at, "accepted_day": case.accepted_day,
                   "limit_days": _binding(case.limit, statutory), "promised_days": case.limit,
-                  "statutory_days": statutory, "pauses": _pauses_json(case.pauses), "result": case.result,
+                  "statutory_days": statutory, "pauses": pauses_to_json(case.pauses), "result": case.result,
                   "finished_at": case.finished_at, "last_step": (case.last_step or "")[:300] or None,
                   "deadline": None, "yellow_on": None, "red_on": None, "colour": None}
         if case.accepted_day is not None and case.limit is not None:
@@ -295,7 +303,7 @@ class SupervisionStore:
                     shape = (r.accepted_day, r.limit_days, r.pauses)
                     c = clocks.get(shape)
                     if c is None:
-                        c = clocks[shape] = clock(policy.calendar, r.accepted_day, r.limit_days, _pauses(r.pauses),
+                        c = clocks[shape] = clock(policy.calendar, r.accepted_day, r.limit_days, pauses_from_json(r.pauses),
                                                   policy.thresholds)
                     colour = c.colour(today)
                     if (c.deadline, c.yellow_on, c.red_on, colour) == (r.deadline, r.yellow_on, r.red_on, r.colour):
@@ -327,7 +335,7 @@ class SupervisionStore:
         used = None
         if row.accepted_day is not None and row.limit_days is not None:
             until = row.finished_at.astimezone(self.policy.tz).date() if row.finished_at else self.policy.today(utcnow())
-            used = used_days(self.policy.calendar, row.accepted_day, _pauses(row.pauses), until)
+            used = used_days(self.policy.calendar, row.accepted_day, pauses_from_json(row.pauses), until)
         return {**_case_dict(row), "used_working_days": used, "pauses": json.loads(row.pauses),
                 "messages": messages, "alerts": [_alert_dict(a) for a in alerts]}
 
@@ -403,11 +411,11 @@ def _rows_parameter(rows: list[dict]) -> dict:
     return {"rows": orjson.dumps(rows).decode()}  # dates and times as ISO 8601, as PostgreSQL reads them
 
 
-def _pauses_json(pauses) -> str:
+def pauses_to_json(pauses) -> str:
     return json.dumps([[s.isoformat(), e.isoformat() if e else None] for s, e in pauses])
 
 
-def _pauses(text: str):
+def pauses_from_json(text: str):
     return [(dt.date.fromisoformat(s), dt.date.fromisoformat(e) if e else None) for s, e in json.loads(text)]
 
 
