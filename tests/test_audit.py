@@ -310,3 +310,36 @@ def test_verify_since_a_time_and_across_a_key_rotation(sealed):
     with engine.begin() as conn:
         conn.execute(update(Event).where(Event.seq == 2).values(code=original))
     assert verify_log(engine, old_only).first.code == "SEAL_KEY_UNKNOWN"
+
+
+@pytest.mark.services
+def test_on_postgresql_background_sealers_take_turns_instead_of_racing(postgres_url, tmp_path):
+    """Every hub process and worker runs a sealer; on PostgreSQL one seals while the others
+    skip their round, and another takes over once the lock is let go."""
+    import types
+
+    from sqlalchemy import text
+
+    from replay.sealer import SEALING_LOCK, Sealer
+    from tests.conftest import Backend
+
+    settings = Backend("services", postgres_url, "memory://").settings(audit__seal="false",
+                                                                       state_dir=str(tmp_path / "var"))
+    with Hub(settings) as hub:
+        _log_some_traffic(hub, 6)
+        first, second = Sealer(hub), Sealer(types.SimpleNamespace(settings=settings, engine=hub.engine))
+        holder = make_engine(settings.effective_database_url)
+        try:
+            with holder.connect() as conn:  # another process's sealer is in its turn
+                assert conn.scalar(text("SELECT pg_try_advisory_lock(:k)"), {"k": SEALING_LOCK})
+                assert first.run_once() == 0 and second.run_once() == 0
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": SEALING_LOCK})
+            sealed = first.run_once()
+            assert sealed > 10 and second.run_once() == 0  # nothing left for the second
+            _log_some_traffic(hub, 2)
+            assert second.run_once() > 0  # the lock was let go after the first's turn
+            with hub.engine.connect() as conn:
+                assert not conn.scalar(text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"))
+            assert _verify(hub.engine, SealKeys(hub.engine, SecretBox.from_settings(settings))).ok
+        finally:
+            holder.dispose()
