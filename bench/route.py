@@ -145,7 +145,9 @@ def _wait_delivered(hub, total: int, timeout: float = 600) -> None:
     while _delivered_count(hub) < total:
         if time.monotonic() > deadline:
             raise RuntimeError("route bench: deliveries stalled")
-        time.sleep(0.02)
+        # Each count reads every delivery record so far, on the cores the run measures; at
+        # 50 ms (was 20) the rate is under-stated by under 1 % of a 10,000-message run.
+        time.sleep(0.05)
 
 
 def _wait_consuming(hub, timeout: float = 60) -> None:

@@ -53,6 +53,7 @@ class Worker(ConsumerMixin):
         self._consumers: dict[str, object] = {}
         self._stopped: set[str] = set()
         self._checked_at = 0.0
+        self._ack_multiple = False
 
     def get_consumers(self, consumer_cls, channel):
         # One consumer per queue, so each delivery knows the queue (route) it came from.
@@ -63,6 +64,7 @@ class Worker(ConsumerMixin):
     def on_consume_ready(self, connection, channel, consumers, **kwargs) -> None:
         # After every (re)connect all consumers run: stop again the ones that are paused.
         self._consumers = {c.queues[0].name: c for c in consumers}
+        self._ack_multiple = connection.transport.driver_type == "amqp"
         self._stopped = set()
         self._checked_at = 0.0
         self._apply_pauses()
@@ -123,8 +125,14 @@ class Worker(ConsumerMixin):
             time.sleep(min(0.2 * 2 ** self._failures, 10.0))
             return
         self._failures = 0
-        for _, message in batch:
-            message.ack()
+        if self._ack_multiple:
+            # RabbitMQ: one basic.ack up to the batch's last delivery tag, not a frame per
+            # message. Every earlier delivery on the channel is in this batch or was rejected
+            # back to the queue (paused), so nothing else is acked with it.
+            batch[-1][1].ack(multiple=True)
+        else:  # kombu's virtual transports ack one tag at a time
+            for _, message in batch:
+                message.ack()
         self.handled += len(batch)
 
     def on_consume_end(self, connection, channel) -> None:
