@@ -9,7 +9,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, and_, insert, select, tuple_
+from sqlalchemy import Engine, and_, bindparam, insert, select, tuple_
 
 from bus.errors import HuitongError
 from bus.exchange_log import event_row
@@ -25,6 +25,14 @@ from catalog.store import creation_entry
 log = get_logger("huitong.catalog")
 READ_GRANTS = frozenset(t.read_grant for t in RECORD_TYPES.values())
 MAX_CASES = 1_000  # per record answer; older cases are in the case index
+
+# A record's application history, built once: building and keying the select on every request
+# was half of a lookup's time in the hub (PostgreSQL answers it in 0.04 ms).
+_CASES = (select(CaseLink.role, CaseIndex.__table__)
+          .join(CaseIndex, CaseIndex.case_number == CaseLink.case_number)
+          .where(CaseLink.record_type == bindparam("record_type"), CaseLink.key == bindparam("key"))
+          .order_by(CaseIndex.accepted_at.desc().nulls_last(), CaseIndex.case_number)
+          .limit(MAX_CASES))
 
 
 class ReadNotGranted(HuitongError):
@@ -67,6 +75,7 @@ class CatalogQueries:
         # two statements (a case linked a moment later simply shows on the next read).
         self.reads = engine.execution_options(isolation_level="AUTOCOMMIT")
         self.max_search_results = max_search_results
+        self._record_queries: dict[str, Any] = {}
 
     # -- records --------------------------------------------------------------------------------
     def get(self, reader: Reader, record_type: RecordType, key: tuple[str, ...], *,
@@ -76,8 +85,8 @@ class CatalogQueries:
         with self.reads.connect() as conn:
             if len(record_type.keys) > 1 and not key[1]:  # a service item's latest version
                 key = self._latest_item(conn, key[0])
-            where = and_(*(getattr(model, f.name) == value for f, value in zip(record_type.keys, key)))
-            row = conn.execute(select(model.__table__).where(where)).mappings().first()
+            row = conn.execute(self._record_query(record_type),
+                               {f"key{i}": value for i, value in enumerate(key)}).mappings().first()
             if row is None:
                 raise NotFound(f"no {record_type.name} {self._shown_key(reader, record_type, key)} "
                                "in the registry")
@@ -86,6 +95,16 @@ class CatalogQueries:
                 record["cases"] = self._cases(conn, reader, record_type.name, record_type.key_text(key))
         self._disclosed(reader, record_type, key, record)
         return record
+
+    def _record_query(self, record_type: RecordType):
+        """One record by its key, the statement built once per registry (as _CASES)."""
+        query = self._record_queries.get(record_type.name)
+        if query is None:
+            model = record_type.model
+            query = select(model.__table__).where(and_(*(
+                getattr(model, f.name) == bindparam(f"key{i}") for i, f in enumerate(record_type.keys))))
+            self._record_queries[record_type.name] = query
+        return query
 
     def _latest_item(self, conn, code: str) -> tuple[str, str]:
         versions = conn.execute(select(ServiceItem.version).where(ServiceItem.code == code)).scalars().all()
@@ -109,12 +128,7 @@ class CatalogQueries:
         return out
 
     def _cases(self, conn, reader: Reader, record_type: str, key: str) -> list[dict[str, Any]]:
-        rows = conn.execute(
-            select(CaseLink.role, CaseIndex.__table__)
-            .join(CaseIndex, CaseIndex.case_number == CaseLink.case_number)
-            .where(CaseLink.record_type == record_type, CaseLink.key == key)
-            .order_by(CaseIndex.accepted_at.desc().nulls_last(), CaseIndex.case_number)
-            .limit(MAX_CASES)).mappings()
+        rows = conn.execute(_CASES, {"record_type": record_type, "key": key}).mappings()
         return [self._case(reader, r) for r in rows]
 
     def _case(self, reader: Reader, r) -> dict[str, Any]:
