@@ -81,7 +81,6 @@ class CatalogQueries:
     def get(self, reader: Reader, record_type: RecordType, key: tuple[str, ...], *,
             with_cases: bool = True) -> dict[str, Any]:
         reader.require(record_type)
-        model = record_type.model
         with self.reads.connect() as conn:
             if len(record_type.keys) > 1 and not key[1]:  # a service item's latest version
                 key = self._latest_item(conn, key[0])
