@@ -7,33 +7,24 @@ from __future__ import annotations
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from bus.database import make_engine
 from bus.errors import ConfigError, DeliveryError, RejectedMessage
 from catalog.authority import Authority
 from catalog.feed import read_message
 from catalog.store import CatalogStore
-from routes.destinations import Destination, Outgoing
+from routes.destinations import DatabaseDestination, Outgoing
 from schemas.hardened import HardenedParser
 
 
-class CatalogDestination(Destination):
+class CatalogDestination(DatabaseDestination):
     type = "catalog"
-    options_schema = {
-        "type": "object", "additionalProperties": False,
-        "properties": {
-            "url": {"type": "string", "minLength": 1,
-                    "description": "Database of the registries; default: the hub's own database."},
-        },
-    }
-    secret_options = ("url",)
+    holds = "the registries"
 
     def __init__(self, name, options, context):
-        super().__init__(name, options, context)
         try:
             authority = Authority.from_settings(context.settings)
         except ConfigError as exc:
             raise ValueError(str(exc)) from None
-        self.engine = make_engine(options.get("url") or context.settings.effective_database_url)
+        super().__init__(name, options, context)
         self.store = CatalogStore(self.engine, authority)
         self.parser = HardenedParser()
 
@@ -56,6 +47,3 @@ class CatalogDestination(Destination):
                 outcomes.append(DeliveryError(
                     f"{self.name}: {exc.__class__.__name__}: {str(exc).splitlines()[0]}"))
         return outcomes
-
-    def close(self) -> None:
-        self.engine.dispose()

@@ -6,10 +6,9 @@ from __future__ import annotations
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from bus.database import make_engine
 from bus.errors import ConfigError, DeliveryError, RejectedMessage
 from bus.logs import get_logger
-from routes.destinations import Destination, Outgoing
+from routes.destinations import DatabaseDestination, Outgoing
 from schemas.hardened import HardenedParser
 from schemas.namespaces import ENVELOPE
 from supervision.alerts import AlertSender
@@ -20,19 +19,11 @@ log = get_logger("huitong.supervision")
 _BODY = f"{{{ENVELOPE}}}Body"
 
 
-class SupervisionDestination(Destination):
+class SupervisionDestination(DatabaseDestination):
     type = "supervision"
-    options_schema = {
-        "type": "object", "additionalProperties": False,
-        "properties": {
-            "url": {"type": "string", "minLength": 1,
-                    "description": "Database of supervision; default: the hub's own database."},
-        },
-    }
-    secret_options = ("url",)
+    holds = "supervision"
 
     def __init__(self, name, options, context):
-        super().__init__(name, options, context)
         try:
             policy = Policy.from_settings(context.settings)
         except ConfigError as exc:
@@ -40,7 +31,7 @@ class SupervisionDestination(Destination):
         if not policy.alert_source:
             raise ValueError("supervision.alert_source is not set: the system id its alerts are sent as "
                              "(e.g. 320382.huitong.jiancha)")
-        self.engine = make_engine(options.get("url") or context.settings.effective_database_url)
+        super().__init__(name, options, context)
         self.store = SupervisionStore(self.engine, policy)
         self.sender = AlertSender(self.store, context.submit) if context.submit else None
         self.parser = HardenedParser()
@@ -81,6 +72,3 @@ class SupervisionDestination(Destination):
             self.sender.send_pending()
         except Exception as exc:  # noqa: BLE001 - the delivery itself succeeded
             log.warning("supervision.alerts_deferred", error=f"{exc.__class__.__name__}: {exc}")
-
-    def close(self) -> None:
-        self.engine.dispose()

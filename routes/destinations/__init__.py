@@ -65,5 +65,30 @@ class Destination(ABC):
         pass
 
 
+class DatabaseDestination(Destination):
+    """A destination that keeps what it is given in a database: its own (option `url`), else
+    the hub's. Subclasses say what the database holds (`holds`, for the option's help)."""
+
+    holds: ClassVar[str] = "the destination"
+    secret_options = ("url",)
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls.options_schema = {
+            "type": "object", "additionalProperties": False,
+            "properties": {"url": {"type": "string", "minLength": 1,
+                                   "description": f"Database of {cls.holds}; default: the hub's own database."}},
+        }
+
+    def __init__(self, name: str, options: dict, context: DestinationContext):
+        from bus.database import make_engine
+
+        super().__init__(name, options, context)
+        self.engine = make_engine(options.get("url") or context.settings.effective_database_url)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
 def destination_types() -> dict[str, type[Destination]]:
     return {ep.name: ep.load() for ep in entry_points(group="huitong.destinations")}
