@@ -17,14 +17,14 @@ import uuid
 from concurrent.futures import Future
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, func, select, tuple_, update
+from sqlalchemy import Engine, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from bus.envelope import Envelope
 from bus.errors import FieldError, HuitongError, RejectedMessage, StoreUnavailable
-from bus.log_writers import RETURNED, writer_for
+from bus.log_writers import writer_for
 from bus.logs import get_logger
 from bus.models import Event, HubState, Message, MessageBody
 from bus.receipts import ACCEPTED, DUPLICATE, REJECTED, Receipt
@@ -192,15 +192,15 @@ class ExchangeLog:
         receipt_ids = dict(zip(map(id, batch), _random_uuids(len(batch))))
         results: dict[int, Receipt | Exception] = {}
         events: list[dict] = []
-        with self.engine.begin() as conn:
+        with self._writer.transaction(self.engine) as conn:
+            for entry in batch:  # first: it needs no answer, so it travels with the nonces
+                if isinstance(entry, _Published):
+                    self._mark_published(conn, entry.pending, entry.sent_at)
+                    results[id(entry)] = None
             for entry in self._record_nonces(conn, batch, now):
                 results[id(entry)] = NonceReplayed("this nonce was used before: a replayed request")
                 events.append(event_row("REJECTED", now, source=entry.nonce[0], code=NonceReplayed.code,
                                      message_id=_message_id(entry), detail={"receipt_id": receipt_ids[id(entry)]}))
-            for entry in batch:
-                if isinstance(entry, _Published):
-                    self._mark_published(conn, entry.pending, entry.sent_at)
-                    results[id(entry)] = None
             admitted = [e for e in batch if id(e) not in results]
             stored = self._store_messages(conn, admitted, receipt_ids, now)
             resent = self._resent(conn, admitted, stored, receipt_ids)
@@ -241,9 +241,7 @@ class ExchangeLog:
         stored = {(r.source, r.message_id): r for r in self._writer.insert_messages(conn, rows)}
         earlier = seen - stored.keys()
         if earlier:
-            stored.update(((r.source, r.message_id), r) for r in conn.execute(
-                select(*(getattr(Message, name) for name in RETURNED))
-                .where(tuple_(Message.source, Message.message_id).in_(list(earlier)))))
+            stored.update(((r.source, r.message_id), r) for r in self._writer.find_messages(conn, list(earlier)))
         return stored
 
     def _resent(self, conn, batch: list, stored: dict, receipt_ids: dict) -> set[str]:
@@ -258,8 +256,7 @@ class ExchangeLog:
                     suspects.append((entry.envelope, row.digest))
         if not suspects:
             return set()
-        logged = dict(conn.execute(select(MessageBody.digest, MessageBody.content)
-                                   .where(MessageBody.digest.in_({d for _, d in suspects}))).all())
+        logged = self._writer.bodies(conn, {d for _, d in suspects})
         return {env.digest for env, digest in suspects
                 if digest in logged and _without_sent_at(logged[digest]) == _without_sent_at(env.xml)}
 

@@ -3,17 +3,19 @@ way rows travel differs, because that is where the time goes:
 
 - `CoreWriter` (SQLite, and any database SQLAlchemy speaks): Core inserts with
   ON CONFLICT DO NOTHING ... RETURNING.
-- `PostgresWriter`: COPY into session-local staging tables, then one INSERT ... SELECT
-  ... ON CONFLICT DO NOTHING RETURNING per table. Measured on the 2-core machine: ~24 µs of
-  client CPU per message against ~115 µs for multi-row VALUES and ~180 µs for SQLAlchemy's
-  executemany, because COPY adapts rows in C instead of binding thousands of parameters.
+- `PostgresWriter`: one INSERT ... SELECT FROM unnest(column arrays) ... RETURNING per
+  table, the arrays sent as binary parameters. Measured on the 2-core machine: ~3 µs of
+  client CPU per 16-column row at 500 rows (COPY: 2.7; text arrays: 11; SQLAlchemy's
+  executemany: ~180), and unlike COPY it runs in pipeline mode (see `transaction`).
 
 Both run inside the caller's transaction (a SQLAlchemy Connection from engine.begin())."""
 from __future__ import annotations
 
 import datetime as dt
+from contextlib import contextmanager
+from typing import Iterator
 
-from sqlalchemy import Connection, delete, insert, update
+from sqlalchemy import Connection, Engine, delete, insert, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from bus.models import Event, Message, MessageBody, UsedNonce
@@ -35,6 +37,11 @@ class CoreWriter:
         self._insert = postgresql.insert if dialect_name == "postgresql" else sqlite.insert
         self._returned = [getattr(Message, name) for name in RETURNED]
 
+    @contextmanager
+    def transaction(self, engine: Engine) -> Iterator[Connection]:
+        with engine.begin() as conn:
+            yield conn
+
     def insert_bodies(self, conn: Connection, bodies: dict[str, bytes]) -> None:
         if bodies:
             conn.execute(self._insert(MessageBody).on_conflict_do_nothing(),
@@ -46,6 +53,14 @@ class CoreWriter:
             return []
         return list(conn.execute(self._insert(Message).on_conflict_do_nothing(
             index_elements=["source", "message_id"]).returning(*self._returned), rows))
+
+    def find_messages(self, conn: Connection, keys: list[tuple[str, str]]) -> list:
+        """The logged rows (RETURNED columns) of these (source, message_id) pairs."""
+        return list(conn.execute(select(*self._returned).where(tuple_(Message.source, Message.message_id).in_(keys))))
+
+    def bodies(self, conn: Connection, digests: set[str]) -> dict[str, bytes]:
+        return dict(conn.execute(select(MessageBody.digest, MessageBody.content)
+                                 .where(MessageBody.digest.in_(digests))).all())
 
     def append_events(self, conn: Connection, events: list[dict]) -> None:
         if events:
@@ -66,54 +81,87 @@ class CoreWriter:
 
 
 class PostgresWriter(CoreWriter):
+    """Raw psycopg statements that take whole columns as binary array parameters
+    (INSERT ... SELECT FROM unnest(...)), so they also run in pipeline mode, where COPY cannot."""
+
     def __init__(self):
         super().__init__("postgresql")
+
+    @contextmanager
+    def transaction(self, engine: Engine) -> Iterator[Connection]:
+        """A transaction in pipeline mode: statements whose results nobody waits for travel
+        with the next one that is waited for, and the last ones with the COMMIT. The SOAP
+        group commit went from a dozen round trips to three. Only this writer's statements
+        may run in it (SQLAlchemy reads a result before pipeline mode has it)."""
+        with engine.connect() as conn:
+            # A connection the server dropped fails the rollback too; SQLAlchemy then
+            # invalidates the pool and says so (connection_invalidated), and the committer
+            # tries once more on a fresh connection.
+            with conn.connection.dbapi_connection.pipeline(), conn.begin():
+                yield conn
 
     @staticmethod
     def _cursor(conn: Connection):
         from psycopg.rows import namedtuple_row
-
-        dbapi = conn.connection.dbapi_connection
-        if not conn.connection.info.get("huitong_staging"):
-            # Per session, emptied by every commit; no defaults, so staging a row
-            # draws no sequence number.
-            with dbapi.cursor() as cur:
-                cur.execute("CREATE TEMP TABLE IF NOT EXISTS staged_bodies ON COMMIT DELETE ROWS AS "
-                            "SELECT digest, content, size FROM message_bodies WITH NO DATA")
-                cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS staged_messages ON COMMIT DELETE ROWS AS "
-                            f"SELECT {', '.join(MESSAGE_COLUMNS)} FROM messages WITH NO DATA")
-            conn.connection.info["huitong_staging"] = True
-        return dbapi.cursor(row_factory=namedtuple_row)
+        return conn.connection.dbapi_connection.cursor(row_factory=namedtuple_row)
 
     def insert_bodies(self, conn: Connection, bodies: dict[str, bytes]) -> None:
-        if not bodies:
-            return
-        with self._cursor(conn) as cur:
-            with cur.copy("COPY staged_bodies (digest, content, size) FROM STDIN") as copy:
-                for digest, content in bodies.items():
-                    copy.write_row((digest, content, len(content)))
-            cur.execute("INSERT INTO message_bodies SELECT * FROM staged_bodies ON CONFLICT DO NOTHING")
+        if bodies:
+            with self._cursor(conn) as cur:
+                cur.execute("INSERT INTO message_bodies (digest, content, size) "
+                            "SELECT d, c, octet_length(c) FROM unnest(%b::text[], %b::bytea[]) AS t(d, c) "
+                            "ON CONFLICT DO NOTHING", (list(bodies), list(bodies.values())))
 
     def insert_messages(self, conn: Connection, rows: list[dict]) -> list:
         if not rows:
             return []
-        columns = ", ".join(MESSAGE_COLUMNS)
         with self._cursor(conn) as cur:
-            with cur.copy(f"COPY staged_messages ({columns}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row([row[name] for name in MESSAGE_COLUMNS])
-            cur.execute(f"INSERT INTO messages ({columns}) SELECT {columns} FROM staged_messages "
-                        f"ON CONFLICT (source, message_id) DO NOTHING RETURNING {', '.join(RETURNED)}")
+            cur.execute(_INSERT_MESSAGES, [[row[name] for row in rows] for name in _INSERTED])
             return cur.fetchall()
 
-    def append_events(self, conn: Connection, events: list[dict]) -> None:
-        if not events:
-            return
+    def find_messages(self, conn: Connection, keys: list[tuple[str, str]]) -> list:
         with self._cursor(conn) as cur:
-            with cur.copy(f"COPY events ({', '.join(EVENT_COLUMNS)}) FROM STDIN") as copy:
-                for event in events:
-                    copy.write_row([event[name] for name in EVENT_COLUMNS])
+            cur.execute(f"SELECT {', '.join(RETURNED)} FROM messages WHERE (source, message_id) IN "
+                        "(SELECT * FROM unnest(%b::text[], %b::text[]))",
+                        ([source for source, _ in keys], [message_id for _, message_id in keys]))
+            return cur.fetchall()
+
+    def bodies(self, conn: Connection, digests: set[str]) -> dict[str, bytes]:
+        with self._cursor(conn) as cur:
+            cur.execute("SELECT digest, content FROM message_bodies WHERE digest = ANY(%b::text[])", (list(digests),))
+            return {row.digest: row.content for row in cur.fetchall()}
+
+    def append_events(self, conn: Connection, events: list[dict]) -> None:
+        if events:
+            with self._cursor(conn) as cur:
+                cur.execute(_INSERT_EVENTS, [[event[name] for event in events] for name in EVENT_COLUMNS])
+
+    def insert_nonces(self, conn: Connection, nonces: list[tuple[str, str]], now: dt.datetime) -> set:
+        with self._cursor(conn) as cur:
+            cur.execute("INSERT INTO used_nonces (system_id, nonce, seen_at) "
+                        "SELECT s, n, %b FROM unnest(%b::text[], %b::text[]) AS t(s, n) "
+                        "ON CONFLICT DO NOTHING RETURNING system_id, nonce",
+                        (now, [system for system, _ in nonces], [nonce for _, nonce in nonces]))
+            return {(r.system_id, r.nonce) for r in cur.fetchall()}
+
+    def purge_nonces(self, conn: Connection, before: dt.datetime) -> None:
+        with self._cursor(conn) as cur:
+            cur.execute("DELETE FROM used_nonces WHERE seen_at < %b", (before,))
 
     def mark_published(self, conn: Connection, seqs: list[int], now: dt.datetime) -> None:
         with self._cursor(conn) as cur:
-            cur.execute("UPDATE messages SET published_at = %s WHERE seq = ANY(%s)", (now, seqs))
+            cur.execute("UPDATE messages SET published_at = %b WHERE seq = ANY(%b::int8[])", (now, seqs))
+
+
+_TIMES = {"sent_at", "received_at", "at"}
+_INSERTED = tuple(name for name in MESSAGE_COLUMNS if name != "published_at")  # NULL until the relay sends
+
+
+def _unnest(columns) -> str:
+    return ", ".join(f"%b::{'timestamptz' if name in _TIMES else 'int8' if name == 'message_seq' else 'text'}[]"
+                     for name in columns)
+
+
+_INSERT_MESSAGES = (f"INSERT INTO messages ({', '.join(_INSERTED)}) SELECT * FROM unnest({_unnest(_INSERTED)}) "
+                    f"ON CONFLICT (source, message_id) DO NOTHING RETURNING {', '.join(RETURNED)}")
+_INSERT_EVENTS = f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) SELECT * FROM unnest({_unnest(EVENT_COLUMNS)})"

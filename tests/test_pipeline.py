@@ -68,6 +68,28 @@ def test_receipt_only_after_commit_and_duplicates_get_the_first_receipt(backend)
         assert len(_events(hub, "DUPLICATE")) == 1
 
 
+@pytest.mark.services
+def test_after_postgresql_drops_its_connections_the_next_acceptance_still_commits(postgres_url):
+    """A server restart kills every pooled connection; the committer's pipelined transaction
+    notices, takes a fresh pool and tries once more, so the sender is not told to retry."""
+    from sqlalchemy import create_engine, text
+    from tests.conftest import Backend
+    with Hub(Backend("services", postgres_url, "memory://").settings()).start(relay=False) as hub:
+        for _ in range(3):
+            assert hub.accept(with_message_id(sample("CaseResult-approved.xml"))[1], system=SYSTEM).status == ACCEPTED
+        admin = create_engine(postgres_url.replace("postgresql://", "postgresql+psycopg://"))
+        with admin.connect() as conn:
+            killed = conn.scalar(text("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                                      "WHERE datname = current_database() AND pid <> pg_backend_pid()"))
+        admin.dispose()
+        assert killed >= 1
+        receipt = hub.acceptance.accept(with_message_id(sample("CaseResult-approved.xml"))[1], system=SYSTEM,
+                                        nonce=(SYSTEM, "a-fresh-nonce"))  # the SOAP path: nonces first
+        assert receipt.status == ACCEPTED
+        with hub.engine.connect() as conn:
+            assert conn.scalar(select(func.count()).select_from(Message)) == 4
+
+
 def test_reused_message_id_with_other_content_is_rejected_and_changes_nothing(backend):
     with Hub(backend.settings()).start(relay=False) as hub:
         message_id, data = with_message_id(sample("CaseResult-approved.xml"))
