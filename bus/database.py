@@ -2,6 +2,8 @@
 database itself and refuses to start on an older schema it was told not to touch."""
 from __future__ import annotations
 
+import contextlib
+import fcntl
 from importlib.metadata import entry_points
 from pathlib import Path
 
@@ -76,13 +78,33 @@ def upgrade(engine: Engine) -> None:
 _MIGRATION_LOCK = 0x4875_6974  # pg advisory lock key ("Huit"): one upgrader at a time
 
 
+@contextlib.contextmanager
+def _file_lock(engine: Engine):
+    """Held beside an SQLite database file while its schema is upgraded (nothing to hold for
+    an in-memory one, which only its own process sees)."""
+    database = engine.url.database
+    if not database or database == ":memory:":
+        yield
+        return
+    with open(f"{database}.upgrade-lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def ensure_schema(engine: Engine, *, auto_upgrade: bool) -> None:
     current, head = current_revisions(engine), head_revisions()
     if current == head:
         return
     if auto_upgrade:
         if engine.dialect.name != "postgresql":
-            upgrade(engine)  # SQLite: its write lock already serialises the upgraders
+            # SQLite runs DDL outside the transaction its write lock guards, so processes
+            # starting together on a fresh file would each create the tables: a file lock.
+            with _file_lock(engine):
+                if current_revisions(engine) != head:
+                    upgrade(engine)
             return
         # Several hub processes starting on a fresh database would each create the tables:
         # the first upgrades under the lock, the others find the schema current.

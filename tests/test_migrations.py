@@ -28,3 +28,19 @@ def test_models_and_migrations_agree(backend):
                 differences.append(diff)
     engine.dispose()
     assert differences == []
+
+
+def test_processes_starting_together_on_a_fresh_sqlite_file_all_come_up(tmp_path):
+    """Several processes on one embedded database (a WSGI server's workers, `huitong worker`
+    beside `huitong serve`) each find no schema at start; one upgrades, the others wait and
+    find it current, instead of creating the same tables twice."""
+    import subprocess
+    import sys
+    from tests.conftest import ROOT
+    url = f"sqlite:///{tmp_path / 'hub.db'}"
+    code = ("import sys; from bus.database import make_engine, ensure_schema; "
+            "ensure_schema(make_engine(sys.argv[1]), auto_upgrade=True)")
+    procs = [subprocess.Popen([sys.executable, "-c", code, url], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+             for _ in range(4)]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, "\n".join(e[-800:] for e in errors if e)
