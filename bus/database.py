@@ -79,9 +79,20 @@ _MIGRATION_LOCK = 0x4875_6974  # pg advisory lock key ("Huit"): one upgrader at 
 
 
 @contextlib.contextmanager
-def _file_lock(engine: Engine):
-    """Held beside an SQLite database file while its schema is upgraded (nothing to hold for
-    an in-memory one, which only its own process sees)."""
+def _upgrade_lock(engine: Engine):
+    """One upgrader at a time when several processes start on a fresh database: the others
+    wait, then find the schema current. PostgreSQL: an advisory lock. SQLite runs DDL outside
+    the transaction its write lock guards, so a file lock beside the database (nothing to hold
+    for an in-memory one, which only its own process sees)."""
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _MIGRATION_LOCK})
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _MIGRATION_LOCK})
+                conn.commit()
+        return
     database = engine.url.database
     if not database or database == ":memory:":
         yield
@@ -99,23 +110,9 @@ def ensure_schema(engine: Engine, *, auto_upgrade: bool) -> None:
     if current == head:
         return
     if auto_upgrade:
-        if engine.dialect.name != "postgresql":
-            # SQLite runs DDL outside the transaction its write lock guards, so processes
-            # starting together on a fresh file would each create the tables: a file lock.
-            with _file_lock(engine):
-                if current_revisions(engine) != head:
-                    upgrade(engine)
-            return
-        # Several hub processes starting on a fresh database would each create the tables:
-        # the first upgrades under the lock, the others find the schema current.
-        with engine.connect() as conn:
-            conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _MIGRATION_LOCK})
-            try:
-                if current_revisions(engine) != head:
-                    upgrade(engine)
-            finally:
-                conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _MIGRATION_LOCK})
-                conn.commit()
+        with _upgrade_lock(engine):
+            if current_revisions(engine) != head:
+                upgrade(engine)
         return
     raise SchemaOutdated(
         f"database schema is at {', '.join(sorted(current)) or 'nothing'}, this release needs "

@@ -8,7 +8,8 @@ way rows travel differs, because that is where the time goes:
   client CPU per 16-column row at 500 rows (COPY: 2.7; text arrays: 11; SQLAlchemy's
   executemany: ~180), and unlike COPY it runs in pipeline mode (see `transaction`).
 
-Both run inside the caller's transaction (a SQLAlchemy Connection from engine.begin())."""
+Both run inside the caller's transaction: the writer's `transaction(engine)`, or any
+SQLAlchemy Connection from engine.begin() outside pipeline mode."""
 from __future__ import annotations
 
 import datetime as dt
@@ -116,7 +117,7 @@ class PostgresWriter(CoreWriter):
         if not rows:
             return []
         with self._cursor(conn) as cur:
-            cur.execute(_INSERT_MESSAGES, [[row[name] for row in rows] for name in _INSERTED])
+            cur.execute(_INSERT_MESSAGES, [[row[name] for row in rows] for name in MESSAGE_COLUMNS])
             return cur.fetchall()
 
     def find_messages(self, conn: Connection, keys: list[tuple[str, str]]) -> list:
@@ -153,15 +154,15 @@ class PostgresWriter(CoreWriter):
             cur.execute("UPDATE messages SET published_at = %b WHERE seq = ANY(%b::int8[])", (now, seqs))
 
 
-_TIMES = {"sent_at", "received_at", "at"}
-_INSERTED = tuple(name for name in MESSAGE_COLUMNS if name != "published_at")  # NULL until the relay sends
+# The PostgreSQL array type each column travels as; the rest go as text[].
+_ARRAY_TYPES = {"sent_at": "timestamptz", "received_at": "timestamptz", "published_at": "timestamptz",
+                "at": "timestamptz", "message_seq": "int8"}
 
 
 def _unnest(columns) -> str:
-    return ", ".join(f"%b::{'timestamptz' if name in _TIMES else 'int8' if name == 'message_seq' else 'text'}[]"
-                     for name in columns)
+    return ", ".join(f"%b::{_ARRAY_TYPES.get(name, 'text')}[]" for name in columns)
 
 
-_INSERT_MESSAGES = (f"INSERT INTO messages ({', '.join(_INSERTED)}) SELECT * FROM unnest({_unnest(_INSERTED)}) "
+_INSERT_MESSAGES = (f"INSERT INTO messages ({', '.join(MESSAGE_COLUMNS)}) SELECT * FROM unnest({_unnest(MESSAGE_COLUMNS)}) "
                     f"ON CONFLICT (source, message_id) DO NOTHING RETURNING {', '.join(RETURNED)}")
 _INSERT_EVENTS = f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) SELECT * FROM unnest({_unnest(EVENT_COLUMNS)})"
