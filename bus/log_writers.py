@@ -103,8 +103,7 @@ class PostgresWriter(CoreWriter):
 
     @staticmethod
     def _cursor(conn: Connection):
-        from psycopg.rows import namedtuple_row
-        return conn.connection.dbapi_connection.cursor(row_factory=namedtuple_row)
+        return raw_cursor(conn)
 
     def insert_bodies(self, conn: Connection, bodies: dict[str, bytes]) -> None:
         if bodies:
@@ -154,15 +153,23 @@ class PostgresWriter(CoreWriter):
             cur.execute("UPDATE messages SET published_at = %b WHERE seq = ANY(%b::int8[])", (now, seqs))
 
 
+def raw_cursor(conn: Connection):
+    """A psycopg cursor on a SQLAlchemy connection's own transaction, rows as named tuples."""
+    from psycopg.rows import namedtuple_row
+    return conn.connection.dbapi_connection.cursor(row_factory=namedtuple_row)
+
+
 # The PostgreSQL array type each column travels as; the rest go as text[].
 _ARRAY_TYPES = {"sent_at": "timestamptz", "received_at": "timestamptz", "published_at": "timestamptz",
-                "at": "timestamptz", "message_seq": "int8"}
+                "at": "timestamptz", "message_seq": "int8", "attempts": "int4", "due_at": "timestamptz",
+                "updated_at": "timestamptz"}
 
 
-def _unnest(columns) -> str:
+def unnest_params(columns) -> str:
+    """The typed array parameters of INSERT ... SELECT * FROM unnest(...) for these columns."""
     return ", ".join(f"%b::{_ARRAY_TYPES.get(name, 'text')}[]" for name in columns)
 
 
-_INSERT_MESSAGES = (f"INSERT INTO messages ({', '.join(MESSAGE_COLUMNS)}) SELECT * FROM unnest({_unnest(MESSAGE_COLUMNS)}) "
+_INSERT_MESSAGES = (f"INSERT INTO messages ({', '.join(MESSAGE_COLUMNS)}) SELECT * FROM unnest({unnest_params(MESSAGE_COLUMNS)}) "
                     f"ON CONFLICT (source, message_id) DO NOTHING RETURNING {', '.join(RETURNED)}")
-_INSERT_EVENTS = f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) SELECT * FROM unnest({_unnest(EVENT_COLUMNS)})"
+_INSERT_EVENTS = f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) SELECT * FROM unnest({unnest_params(EVENT_COLUMNS)})"

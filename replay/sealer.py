@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from bus.logs import get_logger
 from bus.periodic import PeriodicService
 from bus.secret_box import SecretBox
-from replay.chain import chain_head, events_from, iso_utc, row_leaf
+from replay.chain import EVENT_COLUMNS, chain_head, events_from, iso_utc, row_leaf
 from replay.keys import SealKeys
 from replay.models import Seal
 from replay.verifier import SealHeader, events_hash
@@ -28,6 +28,10 @@ log = get_logger("huitong.audit")
 
 # PostgreSQL advisory lock key of the background sealers ("HTSL"): one seals, the rest stand by.
 SEALING_LOCK = 0x4854_534C
+
+
+_EVENTS = (f"SELECT {', '.join(c.name for c in EVENT_COLUMNS)} FROM events WHERE seq >= %s "
+           "ORDER BY seq LIMIT %s")
 
 
 class ChainSealer:
@@ -46,19 +50,20 @@ class ChainSealer:
         with self.engine.connect() as conn:
             head = chain_head(conn)
             seal_id, expected, prev = head.next_id, head.next_seq, head.prev_hash
-            rows = conn.execute(events_from(expected).limit(self.max_events)).all()
+            rows = self._events(conn, expected)
         first_seq, skipped, leaves, last_seq = expected, [], bytearray(), None
         now = time.monotonic()
         for row in rows:
-            if row.seq != expected:  # seqs expected..row.seq-1 are not (yet) visible
+            seq = row[0]
+            if seq != expected:  # seqs expected..seq-1 are not (yet) visible
                 seen = self._gaps_seen.setdefault(expected, now)
                 if now - seen < self.gap_wait_seconds:
                     break
-                log.warning("audit.seq_skipped", first=expected, last=row.seq - 1,
+                log.warning("audit.seq_skipped", first=expected, last=seq - 1,
                             reason=f"missing for {self.gap_wait_seconds:g} s: a rolled-back transaction")
-                skipped.append((expected, row.seq - 1))
+                skipped.append((expected, seq - 1))
             leaves += row_leaf(row)
-            expected, last_seq = row.seq + 1, row.seq
+            expected, last_seq = seq + 1, seq
         if last_seq is None:
             return 0
         self._gaps_seen = {seq: at for seq, at in self._gaps_seen.items() if seq > last_seq}
@@ -78,6 +83,16 @@ class ChainSealer:
         except IntegrityError:  # another sealer took this position first; start again from it
             return 0
         return header.event_count
+
+    def _events(self, conn, first: int) -> list:
+        """The next events in seq order, as tuples of their EVENT_COLUMNS. Every event passes
+        through here once: on PostgreSQL they come as plain tuples in the binary protocol
+        (a quarter of sealing's time was building rows)."""
+        if self.engine.dialect.name != "postgresql":
+            return conn.execute(events_from(first).limit(self.max_events)).all()
+        with conn.connection.dbapi_connection.cursor(binary=True) as cur:
+            cur.execute(_EVENTS, (first, self.max_events))
+            return cur.fetchall()
 
     def seal_all(self) -> int:
         """Seal until caught up (a backlog is sealed max_events at a time)."""

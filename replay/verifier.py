@@ -28,6 +28,7 @@ EVENT_FIELDS = ("seq", "kind", "at", "message_seq", "message_id", "source", "rou
 
 
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode
+_encode_string = json.encoder.encode_basestring  # what _encode writes a str as (C, when built)
 
 
 def _canonical(value) -> bytes:
@@ -36,7 +37,24 @@ def _canonical(value) -> bytes:
 
 def leaf(values: list) -> bytes:
     """The 32-byte hash of one event given as its EVENT_FIELDS values, in order."""
-    return hashlib.sha256(b"\x00" + _encode(values).encode("utf-8")).digest()
+    return hashlib.sha256(b"\x00" + _encode_fields(values).encode("utf-8")).digest()
+
+
+def _encode_fields(values: list) -> str:
+    """_encode(values) for a list of ints, strings and None, the fields of every event,
+    written out directly: a third of the cost of sealing an event was the encoder's set-up."""
+    parts = []
+    for value in values:
+        kind = type(value)
+        if kind is str:
+            parts.append(_encode_string(value))
+        elif kind is int:
+            parts.append(int.__repr__(value))
+        elif value is None:
+            parts.append("null")
+        else:  # anything else (never stored today) takes the general encoder
+            return _encode(values)
+    return "[" + ",".join(parts) + "]"
 
 
 def event_leaf(event: dict) -> bytes:

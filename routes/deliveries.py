@@ -10,7 +10,7 @@ from sqlalchemy import Engine, and_, exists, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from bus.exchange_log import event_row, utcnow
-from bus.log_writers import writer_for
+from bus.log_writers import raw_cursor, unnest_params, writer_for
 from bus.models import HubState, Message, MessageBody, RouteDelivery
 
 DELIVERED, RETRY, RETRYING, DEAD, DISCARDED = "DELIVERED", "RETRY", "RETRYING", "DEAD", "DISCARDED"
@@ -53,11 +53,25 @@ class Due:
     body: bytes
 
 
+# The columns of a delivery row the router decides, and those a new decision overwrites.
+_UPSERTED = ("message_seq", "message_id", "route", "destination", "status", "attempts", "due_at", "error_code",
+             "last_error")
+_UPDATED = ("status", "attempts", "due_at", "error_code", "last_error")
+_UPSERT = (f"INSERT INTO route_deliveries ({', '.join(_UPSERTED)}, updated_at) "
+           f"SELECT t.*, %b::timestamptz FROM unnest({unnest_params(_UPSERTED)}) AS t "
+           "ON CONFLICT (message_seq, route, destination) DO UPDATE SET "
+           + ", ".join(f"{name} = excluded.{name}" for name in _UPDATED + ("updated_at",)))
+_STATES = ("SELECT m.seq, m.message_id, d.destination, d.status, d.attempts FROM messages m "
+           "LEFT JOIN route_deliveries d ON d.message_seq = m.seq AND d.route = %b "
+           "WHERE m.seq = ANY(%b::int8[])")
+
+
 class DeliveryStore:
     def __init__(self, engine: Engine):
         self.engine = engine
         self._writer = writer_for(engine.dialect.name)
-        self._insert = (postgresql if engine.dialect.name == "postgresql" else sqlite).insert
+        self._postgres = engine.dialect.name == "postgresql"
+        self._insert = (postgresql if self._postgres else sqlite).insert
 
     # -- the route worker ---------------------------------------------------------------------
     def states(self, route: str, seqs: list[int]) -> tuple[dict[int, str], dict[tuple[int, str], State]]:
@@ -65,19 +79,24 @@ class DeliveryStore:
         the delivery state of each (seq, destination) on this route, in one query."""
         if not seqs:
             return {}, {}
+        logged, states = {}, {}
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(Message.seq, Message.message_id, RouteDelivery.destination, RouteDelivery.status,
-                       RouteDelivery.attempts)
-                .outerjoin(RouteDelivery, and_(RouteDelivery.message_seq == Message.seq,
-                                               RouteDelivery.route == route))
-                .where(Message.seq.in_(seqs)))
-            logged, states = {}, {}
+            if self._postgres:  # a worker asks this for every batch: a raw statement, no SQL to build
+                with raw_cursor(conn) as cur:
+                    cur.execute(_STATES, (route, seqs))
+                    rows = cur.fetchall()
+            else:
+                rows = conn.execute(
+                    select(Message.seq, Message.message_id, RouteDelivery.destination, RouteDelivery.status,
+                           RouteDelivery.attempts)
+                    .outerjoin(RouteDelivery, and_(RouteDelivery.message_seq == Message.seq,
+                                                   RouteDelivery.route == route))
+                    .where(Message.seq.in_(seqs)))
             for r in rows:
                 logged[r.seq] = r.message_id
                 if r.destination is not None:
                     states[(r.seq, r.destination)] = State(r.status, r.attempts)
-            return logged, states
+        return logged, states
 
     def commit(self, rows: list[dict], events: list[dict], archive: dict[str, bytes] | None = None) -> None:
         """Upsert delivery rows (message_seq, message_id, route, destination, status, attempts,
@@ -86,13 +105,18 @@ class DeliveryStore:
         if not rows and not events:
             return
         now = utcnow()
-        with self.engine.begin() as conn:
-            if rows:
+        # On PostgreSQL in pipeline mode: the three statements travel with the COMMIT.
+        with self._writer.transaction(self.engine) as conn:
+            if rows and self._postgres:
+                # One row per key: a statement may not upsert the same row twice.
+                rows = list({(r["message_seq"], r["route"], r["destination"]): r for r in rows}.values())
+                with raw_cursor(conn) as cur:
+                    cur.execute(_UPSERT, [now] + [[row[name] for row in rows] for name in _UPSERTED])
+            elif rows:
                 statement = self._insert(RouteDelivery)
                 statement = statement.on_conflict_do_update(
                     index_elements=["message_seq", "route", "destination"],
-                    set_={name: statement.excluded[name] for name in
-                          ("status", "attempts", "due_at", "error_code", "last_error", "updated_at")})
+                    set_={name: statement.excluded[name] for name in _UPDATED + ("updated_at",)})
                 conn.execute(statement, [{**row, "updated_at": now} for row in rows])
             if archive:
                 self._writer.insert_bodies(conn, archive)

@@ -347,3 +347,17 @@ def test_on_postgresql_background_sealers_take_turns_instead_of_racing(postgres_
             assert _verify(hub.engine, SealKeys(hub.engine, SecretBox.from_settings(settings))).ok
         finally:
             holder.dispose()
+
+
+def test_an_event_leaf_is_the_hash_of_its_fields_as_compact_json_whatever_they_hold():
+    """The leaf format auditors re-implement (replay/verifier.py): sha256(0x00 ‖ the JSON array
+    of the fields, compact, non-ASCII as is). Fields that need escaping must hash the same."""
+    import hashlib
+    from replay.verifier import leaf
+    awkward = ['', 'plain', '办件 受理', 'quote " and backslash \\', 'control \x00\x1f\x7f', 'line\u2028sep',
+               'emoji 😀', '</script>', None, 0, -1, 2 ** 64 + 7]
+    for i in range(len(awkward)):
+        values = [i + 1] + [awkward[(i + k) % len(awkward)] for k in range(9)]
+        expected = hashlib.sha256(b"\x00" + json.dumps(values, ensure_ascii=False, separators=(",", ":"))
+                                  .encode("utf-8")).digest()
+        assert leaf(values) == expected, values

@@ -68,9 +68,18 @@ class FileDropDestination(Destination):
             if not self._checked:
                 self.dir.mkdir(parents=True, exist_ok=True)
                 self._checked = True
+            # Every file of the batch is named relative to one open descriptor of the outbox:
+            # no path to build per file, and the flushes below act on it too.
+            fd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY)
         except OSError as exc:
-            failure = DeliveryError(f"outbox {self.dir} cannot be created: {exc.strerror}")
+            failure = DeliveryError(f"outbox {self.dir} cannot be opened: {exc.strerror}")
             return [failure] * len(items)
+        try:
+            return self._deliver(fd, items)
+        finally:
+            os.close(fd)
+
+    def _deliver(self, fd: int, items: list[Outgoing]) -> list[dict | Exception]:
         outcomes: list[dict | Exception] = []
         staged: list[tuple[int, str]] = []  # (index in outcomes, final name) of written files
         for item in items:
@@ -78,8 +87,8 @@ class FileDropDestination(Destination):
                 name = self.file_name(item)
                 payload = self.csv.render(item) if self.csv else item.payload
                 digest = hashlib.sha256(payload).hexdigest()
-                self._stage(name + ".sha256", f"{digest}  {name}\n".encode())
-                self._stage(name, payload)
+                _stage(fd, name + ".sha256", f"{digest}  {name}\n".encode())
+                _stage(fd, name, payload)
                 staged.append((len(outcomes), name))
                 outcomes.append({"file": name, "sha256": digest, "bytes": len(payload),
                                  "message_id": item.message_id})
@@ -91,53 +100,61 @@ class FileDropDestination(Destination):
             return outcomes
         try:
             if self.fsync:
-                self._flush()
+                _flush(fd)
             for _, name in staged:  # the sidecar is in place before the file a ferry picks up
-                os.replace(self.dir / f".{name}.sha256.tmp", self.dir / f"{name}.sha256")
-                os.replace(self.dir / f".{name}.tmp", self.dir / name)
+                _publish(fd, name + ".sha256")
+                _publish(fd, name)
             if self.manifest:  # last: a manifest names only files that are complete
-                manifest = self._write_manifest([outcomes[index] for index, _ in staged])
+                manifest = self._write_manifest(fd, [outcomes[index] for index, _ in staged])
                 for index, _ in staged:
                     outcomes[index] = {**outcomes[index], "manifest": manifest}
             if self.fsync:
-                self._flush()
+                _flush(fd)
         except OSError as exc:
             failure = DeliveryError(f"cannot complete files in {self.dir}: {exc.strerror}")
             for index, _ in staged:
                 outcomes[index] = failure
         return outcomes
 
-    def _write_manifest(self, files: list[dict]) -> str:
+    def _write_manifest(self, fd: int, files: list[dict]) -> str:
         now = dt.datetime.now(dt.timezone.utc)
         name = f"manifest-{now.strftime('%Y%m%dT%H%M%S%fZ')}-{uuid.uuid4().hex[:8]}.json"
-        body = json.dumps({"destination": self.name, "written_at": now.isoformat(timespec="seconds"),
-                           "count": len(files), "files": [
-                               {"file": f["file"], "bytes": f["bytes"], "sha256": f["sha256"],
-                                "message_id": f["message_id"]} for f in files]},
-                          ensure_ascii=False, indent=1).encode("utf-8")
-        self._stage(name + ".sha256", f"{hashlib.sha256(body).hexdigest()}  {name}\n".encode())
-        self._stage(name, body)
-        os.replace(self.dir / f".{name}.sha256.tmp", self.dir / f"{name}.sha256")
-        os.replace(self.dir / f".{name}.tmp", self.dir / name)
+        head = json.dumps({"destination": self.name, "written_at": now.isoformat(timespec="seconds"),
+                           "count": len(files)}, ensure_ascii=False)
+        # One line per file, each encoded by json's C encoder (indent= would take its slow
+        # pure-Python path, a tenth of the destination's time).
+        lines = ",\n ".join(json.dumps({"file": f["file"], "bytes": f["bytes"], "sha256": f["sha256"],
+                                         "message_id": f["message_id"]}, ensure_ascii=False) for f in files)
+        body = f'{head[:-1]}, "files": [\n {lines}\n]}}\n'.encode("utf-8")
+        _stage(fd, name + ".sha256", f"{hashlib.sha256(body).hexdigest()}  {name}\n".encode())
+        _stage(fd, name, body)
+        _publish(fd, name + ".sha256")
+        _publish(fd, name)
         return name
 
-    def _stage(self, name: str, data: bytes) -> None:
-        fd = os.open(self.dir / f".{name}.tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            os.write(fd, data)
-        finally:
-            os.close(fd)
 
-    def _flush(self) -> None:
-        """Make what was written to the outbox's file system durable: syncfs(2) where Linux
-        has it (one call for the batch), else fsync of the directory after os.sync()."""
-        fd = os.open(self.dir, os.O_RDONLY)
-        try:
-            if _syncfs is None or _syncfs(fd) != 0:
-                os.sync()
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+def _stage(fd: int, name: str, data: bytes) -> None:
+    """Write a file of the outbox (descriptor fd) under its temporary name."""
+    file = os.open(f".{name}.tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644, dir_fd=fd)
+    try:
+        view = memoryview(data)
+        while view:  # a write to a regular file may still come back short (a full disk, a signal)
+            view = view[os.write(file, view):]
+    finally:
+        os.close(file)
+
+
+def _publish(fd: int, name: str) -> None:
+    """Give a staged file its final name, in one atomic step."""
+    os.replace(f".{name}.tmp", name, src_dir_fd=fd, dst_dir_fd=fd)
+
+
+def _flush(fd: int) -> None:
+    """Make what was written to the outbox (descriptor fd) durable: syncfs(2) where Linux has
+    it (one call for the batch), else os.sync(); then fsync of the directory."""
+    if _syncfs is None or _syncfs(fd) != 0:
+        os.sync()
+    os.fsync(fd)
 
 
 class _CsvWriter:
