@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import time
 
-from kombu import Connection, Producer
+from kombu import Connection, Exchange, Producer
 
+from bus.amqp_frames import publish_frames
 from bus.errors import BrokerUnavailable
 from bus.topology import DIRECT, MESSAGES, declare
 
@@ -85,10 +86,13 @@ class Publisher:
             self._nacked = 0
             if self._confirms:
                 self._outstanding = set(range(first, first + len(entries)))
-            for routing_key, body, properties in entries:
-                producer.publish(body, exchange=exchange, routing_key=routing_key,
-                                 content_type="application/xml", content_encoding="binary",
-                                 delivery_mode=2, retry=False, **properties)
+            if self._conn.transport.driver_type == "amqp":
+                self._write_frames(producer.channel, exchange, entries)
+            else:  # the in-memory transport routes what kombu hands it
+                for routing_key, body, properties in entries:
+                    producer.publish(body, exchange=exchange, routing_key=routing_key,
+                                     content_type="application/xml", content_encoding="binary",
+                                     delivery_mode=2, retry=False, **properties)
             self._next_tag = first + len(entries)
             if self._confirms:
                 self._wait_for_confirms()
@@ -98,6 +102,21 @@ class Publisher:
         except Exception as exc:  # socket errors, channel closed, connection refused ...
             self.close()
             raise BrokerUnavailable(f"broker did not take the batch: {exc.__class__.__name__}: {exc}") from exc
+
+    @staticmethod
+    def _write_frames(channel, exchange, entries) -> None:
+        """RabbitMQ: the batch as AMQP frames in one write (bus.amqp_frames says why), with the
+        properties kombu's publish would give each message."""
+        connection = channel.connection
+        name = exchange.name if isinstance(exchange, Exchange) else exchange
+        frames: list[bytes] = []
+        for routing_key, body, properties in entries:
+            props = {"content_type": "application/xml", "content_encoding": "binary", "delivery_mode": 2}
+            for key, value in properties.items():  # py-amqp's name for the headers table
+                props["application_headers" if key == "headers" else key] = value
+            frames += publish_frames(channel.channel_id, name, routing_key, body, props, connection.frame_max)
+        connection.transport.write(b"".join(frames))
+        connection.bytes_sent += 1  # sent something: no heartbeat needed for now
 
     def _wait_for_confirms(self) -> None:
         deadline = time.monotonic() + self.confirm_timeout
