@@ -10,6 +10,7 @@ import json
 import os
 import platform
 import socket
+import time
 from pathlib import Path
 
 from bus.logs import configure_logging
@@ -31,6 +32,16 @@ from bench.supervision import bench_supervision
 from bench.validation import bench_validation
 
 
+def vm_speed() -> float:
+    """Seconds this Python takes to count to ten million: the VM's speed moves by 2x within
+    a day here, so each part's figures carry it (before and after the run) to be compared by."""
+    start = time.perf_counter()
+    total = 0
+    for i in range(10_000_000):
+        total += i
+    return round(time.perf_counter() - start, 2)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("part", nargs="?", default="all", choices=["all", "validation", "publish", "soap", "route", "ingest", "catalog", "audit", "sealcost", "log", "replay", "console", "soak", "supervision"])
@@ -43,6 +54,7 @@ def main() -> None:
     parser.add_argument("--open-cases", type=int, default=1_000_000, help="supervision: open cases recoloured")
     args = parser.parse_args()
     configure_logging("WARNING", "json")
+    speed_before = vm_speed()
     results = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                "machine": {"host": socket.gethostname(), "cpus": os.cpu_count(),
                            "python": platform.python_version()}}
@@ -74,6 +86,10 @@ def main() -> None:
             60_000, args.open_cases if alone else 200_000, sqlite_too=alone)
     if args.part in ("all", "console"):
         results["console"] = bench_console(max(args.seconds, 30.0) if args.part == "console" else 30.0)
+    speed = [speed_before, vm_speed()]
+    for value in results.values():
+        if isinstance(value, dict) and value is not results["machine"]:
+            value["vm_loop_10m_s"] = speed
     for part in ("validation", "publish", "route", "soap", "ingest", "catalog", "audit", "sealcost", "log", "replay",
                  "console", "soak", "supervision", "supervision_in_all"):
         if part in results:
