@@ -21,11 +21,6 @@ _LONG = Struct(">I")
 _TABLE_INT = Struct(">ci")
 _TABLE_LONG = Struct(">cq")
 _FLAGS = Struct(">H")
-# The Basic properties this module encodes itself, with their flag bits (AMQP 0-9-1 order).
-_CONTENT_TYPE, _CONTENT_ENCODING, _HEADERS, _DELIVERY_MODE = 1 << 15, 1 << 14, 1 << 13, 1 << 12
-_CORRELATION_ID, _MESSAGE_ID = 1 << 10, 1 << 7
-_OWN = {"content_type", "content_encoding", "application_headers", "delivery_mode", "correlation_id",
-        "message_id"}
 
 
 def publish_frames(channel: int, exchange: str, routing_key: str, body: bytes, properties: dict,
@@ -46,33 +41,14 @@ def publish_frames(channel: int, exchange: str, routing_key: str, body: bytes, p
 def encode_properties(properties: dict) -> bytes:
     """Property flags and list of a content header, as py-amqp's Message would write them.
     Keys are py-amqp's (application_headers for the headers table); None means absent."""
-    if not _OWN.issuperset(properties) or not _plain_table(properties.get("application_headers") or {}):
+    if not _OWN_NAMES.issuperset(properties) or not _plain_table(properties.get("application_headers") or {}):
         return _AmqpMessage(**properties)._serialize_properties()
     flags, out = 0, []
-    value = properties.get("content_type")
-    if value is not None:
-        flags |= _CONTENT_TYPE
-        out.append(_shortstr(value))
-    value = properties.get("content_encoding")
-    if value is not None:
-        flags |= _CONTENT_ENCODING
-        out.append(_shortstr(value))
-    value = properties.get("application_headers")
-    if value is not None:
-        flags |= _HEADERS
-        out.append(_table(value))
-    value = properties.get("delivery_mode")
-    if value is not None:
-        flags |= _DELIVERY_MODE
-        out.append(bytes((value,)))
-    value = properties.get("correlation_id")
-    if value is not None:
-        flags |= _CORRELATION_ID
-        out.append(_shortstr(value))
-    value = properties.get("message_id")
-    if value is not None:
-        flags |= _MESSAGE_ID
-        out.append(_shortstr(value))
+    for name, flag, encode in _OWN:
+        value = properties.get(name)
+        if value is not None:
+            flags |= flag
+            out.append(encode(value))
     return _FLAGS.pack(flags) + b"".join(out)
 
 
@@ -103,3 +79,14 @@ def _table(table: dict) -> bytes:
             out.append(_TABLE_LONG.pack(b"L", value))
     data = b"".join(out)
     return _LONG.pack(len(data)) + data
+
+
+def _octet(value: int) -> bytes:
+    return bytes((value,))
+
+
+# The Basic properties this module encodes itself: name, flag bit (AMQP 0-9-1 order), encoder.
+_OWN = (("content_type", 1 << 15, _shortstr), ("content_encoding", 1 << 14, _shortstr),
+        ("application_headers", 1 << 13, _table), ("delivery_mode", 1 << 12, _octet),
+        ("correlation_id", 1 << 10, _shortstr), ("message_id", 1 << 7, _shortstr))
+_OWN_NAMES = {name for name, _, _ in _OWN}
