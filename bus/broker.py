@@ -12,6 +12,9 @@ from bus.amqp_frames import publish_frames
 from bus.errors import BrokerUnavailable
 from bus.topology import DIRECT, MESSAGES, declare
 
+# How much of a batch's bodies the publisher gathers before a write: one write for a batch of
+# ordinary messages, bounded memory for a batch of large ones.
+WRITE_CHUNK = 256 * 1024
 # kombu polls virtual transports; the default second would add a second of latency per hop.
 MEMORY_OPTIONS = {"polling_interval": 0.01}
 
@@ -110,12 +113,18 @@ class Publisher:
         connection = channel.connection
         name = exchange.name if isinstance(exchange, Exchange) else exchange
         frames: list[bytes] = []
+        buffered = 0
         for routing_key, body, properties in entries:
             props = {"content_type": "application/xml", "content_encoding": "binary", "delivery_mode": 2}
             for key, value in properties.items():  # py-amqp's name for the headers table
                 props["application_headers" if key == "headers" else key] = value
             frames += publish_frames(channel.channel_id, name, routing_key, body, props, connection.frame_max)
-        connection.transport.write(b"".join(frames))
+            buffered += len(body)
+            if buffered >= WRITE_CHUNK:  # large messages: the batch is not copied whole into memory
+                connection.transport.write(b"".join(frames))
+                frames, buffered = [], 0
+        if frames:
+            connection.transport.write(b"".join(frames))
         connection.bytes_sent += 1  # sent something: no heartbeat needed for now
 
     def _wait_for_confirms(self) -> None:

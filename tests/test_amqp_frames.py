@@ -50,3 +50,18 @@ def test_a_publish_is_framed_as_py_amqp_frames_it(size):
 def test_a_routing_key_longer_than_an_amqp_short_string_is_refused():
     with pytest.raises(ValueError, match="255 bytes"):
         publish_frames(1, "", "k" * 256, b"<x/>", {}, 131072)
+
+
+def test_a_batch_of_large_messages_is_written_in_bounded_pieces_and_whole():
+    from bus.broker import WRITE_CHUNK, Publisher
+    writes = []
+    connection = types.SimpleNamespace(frame_max=131072, bytes_sent=0,
+                                       transport=types.SimpleNamespace(write=writes.append))
+    channel = types.SimpleNamespace(channel_id=1, connection=connection)
+    bodies = [bytes([i]) * 100_000 for i in range(40)]  # 4 MB in one batch
+    Publisher._write_frames(channel, "", [(f"q{i}", body, {"message_id": f"m{i}"}) for i, body in enumerate(bodies)])
+    assert len(writes) > 1 and max(map(len, writes)) < WRITE_CHUNK + 2 * 100_000
+    expected = b"".join(b"".join(publish_frames(
+        1, "", f"q{i}", body, {"content_type": "application/xml", "content_encoding": "binary", "delivery_mode": 2,
+                               "message_id": f"m{i}"}, 131072)) for i, body in enumerate(bodies))
+    assert b"".join(writes) == expected
