@@ -15,6 +15,8 @@ from bus.topology import DIRECT, MESSAGES, declare
 # How much of a batch's bodies the publisher gathers before a write: one write for a batch of
 # ordinary messages, bounded memory for a batch of large ones.
 WRITE_CHUNK = 256 * 1024
+# What every message of the hub carries, as py-amqp names the properties.
+_FIXED_PROPERTIES = {"content_type": "application/xml", "content_encoding": "binary", "delivery_mode": 2}
 # kombu polls virtual transports; the default second would add a second of latency per hop.
 MEMORY_OPTIONS = {"polling_interval": 0.01}
 
@@ -115,9 +117,8 @@ class Publisher:
         frames: list[bytes] = []
         buffered = 0
         for routing_key, body, properties in entries:
-            props = {"content_type": "application/xml", "content_encoding": "binary", "delivery_mode": 2}
-            for key, value in properties.items():  # py-amqp's name for the headers table
-                props["application_headers" if key == "headers" else key] = value
+            props = {**_FIXED_PROPERTIES, **properties}
+            props["application_headers"] = props.pop("headers", None)  # py-amqp's name for the table
             frames += publish_frames(channel.channel_id, name, routing_key, body, props, connection.frame_max)
             buffered += len(body)
             if buffered >= WRITE_CHUNK:  # large messages: the batch is not copied whole into memory

@@ -101,13 +101,9 @@ class PostgresWriter(CoreWriter):
             with conn.connection.dbapi_connection.pipeline(), conn.begin():
                 yield conn
 
-    @staticmethod
-    def _cursor(conn: Connection):
-        return raw_cursor(conn)
-
     def insert_bodies(self, conn: Connection, bodies: dict[str, bytes]) -> None:
         if bodies:
-            with self._cursor(conn) as cur:
+            with raw_cursor(conn) as cur:
                 cur.execute("INSERT INTO message_bodies (digest, content, size) "
                             "SELECT d, c, octet_length(c) FROM unnest(%b::text[], %b::bytea[]) AS t(d, c) "
                             "ON CONFLICT DO NOTHING", (list(bodies), list(bodies.values())))
@@ -115,29 +111,29 @@ class PostgresWriter(CoreWriter):
     def insert_messages(self, conn: Connection, rows: list[dict]) -> list:
         if not rows:
             return []
-        with self._cursor(conn) as cur:
+        with raw_cursor(conn) as cur:
             cur.execute(_INSERT_MESSAGES, [[row[name] for row in rows] for name in MESSAGE_COLUMNS])
             return cur.fetchall()
 
     def find_messages(self, conn: Connection, keys: list[tuple[str, str]]) -> list:
-        with self._cursor(conn) as cur:
+        with raw_cursor(conn) as cur:
             cur.execute(f"SELECT {', '.join(RETURNED)} FROM messages WHERE (source, message_id) IN "
                         "(SELECT * FROM unnest(%b::text[], %b::text[]))",
                         ([source for source, _ in keys], [message_id for _, message_id in keys]))
             return cur.fetchall()
 
     def bodies(self, conn: Connection, digests: set[str]) -> dict[str, bytes]:
-        with self._cursor(conn) as cur:
+        with raw_cursor(conn) as cur:
             cur.execute("SELECT digest, content FROM message_bodies WHERE digest = ANY(%b::text[])", (list(digests),))
             return {row.digest: row.content for row in cur.fetchall()}
 
     def append_events(self, conn: Connection, events: list[dict]) -> None:
         if events:
-            with self._cursor(conn) as cur:
+            with raw_cursor(conn) as cur:
                 cur.execute(_INSERT_EVENTS, [[event[name] for event in events] for name in EVENT_COLUMNS])
 
     def insert_nonces(self, conn: Connection, nonces: list[tuple[str, str]], now: dt.datetime) -> set:
-        with self._cursor(conn) as cur:
+        with raw_cursor(conn) as cur:
             cur.execute("INSERT INTO used_nonces (system_id, nonce, seen_at) "
                         "SELECT s, n, %b FROM unnest(%b::text[], %b::text[]) AS t(s, n) "
                         "ON CONFLICT DO NOTHING RETURNING system_id, nonce",
@@ -145,11 +141,11 @@ class PostgresWriter(CoreWriter):
             return {(r.system_id, r.nonce) for r in cur.fetchall()}
 
     def purge_nonces(self, conn: Connection, before: dt.datetime) -> None:
-        with self._cursor(conn) as cur:
+        with raw_cursor(conn) as cur:
             cur.execute("DELETE FROM used_nonces WHERE seen_at < %b", (before,))
 
     def mark_published(self, conn: Connection, seqs: list[int], now: dt.datetime) -> None:
-        with self._cursor(conn) as cur:
+        with raw_cursor(conn) as cur:
             cur.execute("UPDATE messages SET published_at = %b WHERE seq = ANY(%b::int8[])", (now, seqs))
 
 

@@ -86,9 +86,7 @@ class FileDropDestination(Destination):
             try:
                 name = self.file_name(item)
                 payload = self.csv.render(item) if self.csv else item.payload
-                digest = hashlib.sha256(payload).hexdigest()
-                _stage(fd, name + ".sha256", f"{digest}  {name}\n".encode())
-                _stage(fd, name, payload)
+                digest = _stage_with_sidecar(fd, name, payload)
                 staged.append((len(outcomes), name))
                 outcomes.append({"file": name, "sha256": digest, "bytes": len(payload),
                                  "message_id": item.message_id})
@@ -101,9 +99,8 @@ class FileDropDestination(Destination):
         try:
             if self.fsync:
                 _flush(fd)
-            for _, name in staged:  # the sidecar is in place before the file a ferry picks up
-                _publish(fd, name + ".sha256")
-                _publish(fd, name)
+            for _, name in staged:
+                _publish_with_sidecar(fd, name)
             if self.manifest:  # last: a manifest names only files that are complete
                 manifest = self._write_manifest(fd, [outcomes[index] for index, _ in staged])
                 for index, _ in staged:
@@ -126,10 +123,8 @@ class FileDropDestination(Destination):
         lines = ",\n ".join(json.dumps({"file": f["file"], "bytes": f["bytes"], "sha256": f["sha256"],
                                          "message_id": f["message_id"]}, ensure_ascii=False) for f in files)
         body = f'{head[:-1]}, "files": [\n {lines}\n]}}\n'.encode("utf-8")
-        _stage(fd, name + ".sha256", f"{hashlib.sha256(body).hexdigest()}  {name}\n".encode())
-        _stage(fd, name, body)
-        _publish(fd, name + ".sha256")
-        _publish(fd, name)
+        _stage_with_sidecar(fd, name, body)
+        _publish_with_sidecar(fd, name)
         return name
 
 
@@ -144,9 +139,19 @@ def _stage(fd: int, name: str, data: bytes) -> None:
         os.close(file)
 
 
-def _publish(fd: int, name: str) -> None:
-    """Give a staged file its final name, in one atomic step."""
-    os.replace(f".{name}.tmp", name, src_dir_fd=fd, dst_dir_fd=fd)
+def _stage_with_sidecar(fd: int, name: str, data: bytes) -> str:
+    """Stage a file and its `.sha256` sidecar (sha256sum format); returns the digest."""
+    digest = hashlib.sha256(data).hexdigest()
+    _stage(fd, name + ".sha256", f"{digest}  {name}\n".encode())
+    _stage(fd, name, data)
+    return digest
+
+
+def _publish_with_sidecar(fd: int, name: str) -> None:
+    """Give a staged file and its sidecar their final names, each in one atomic step: the
+    sidecar first, so it is in place before the file a ferry picks up."""
+    for final in (name + ".sha256", name):
+        os.replace(f".{final}.tmp", final, src_dir_fd=fd, dst_dir_fd=fd)
 
 
 def _flush(fd: int) -> None:
