@@ -24,6 +24,7 @@ from bus.worker import Delivery
 from routes.definition import Route, Target
 from routes.deliveries import DEAD, DELIVERED, RETRY, RETRYING, DeliveryStore, State
 from routes.destinations import Outgoing
+from routes.in_flight import InFlight
 from routes.loader import RouteSet
 from schemas.hardened import HardenedParser
 
@@ -56,11 +57,13 @@ class Incoming:
 
 
 class Router:
-    def __init__(self, routes: RouteSet, store: DeliveryStore, parser: HardenedParser, publisher):
+    def __init__(self, routes: RouteSet, store: DeliveryStore, parser: HardenedParser, publisher,
+                 in_flight: InFlight | None = None):
         self.routes = routes
         self.store = store
         self.parser = parser
         self.publisher = publisher  # dead-letter copies
+        self.in_flight = in_flight or InFlight()  # shared by the routers of one process's threads
         self._archived: set[str] = set()  # transform sources this process has stored
         self._to_archive: dict[str, bytes] = {}
         self._by_queue = {route_queue_name(r.id): r for r in routes.routes.values()}
@@ -73,21 +76,26 @@ class Router:
         by_route: dict[str, list[Delivery]] = defaultdict(list)
         for delivery in batch:
             by_route[delivery.queue].append(delivery)
-        for queue, deliveries in by_route.items():
-            route = self._by_queue.get(queue)
-            if route is None:
-                log.warning("route.unknown_queue", queue=queue, count=len(deliveries))
-                continue
-            self._route_batch(route, deliveries, now, rows, events, dead)
-        archive, self._to_archive = self._to_archive, {}
-        self.store.commit(rows, events, archive)
+        held: list[tuple[str, set[int]]] = []  # released once the outcomes are committed (or not)
+        try:
+            for queue, deliveries in by_route.items():
+                route = self._by_queue.get(queue)
+                if route is None:
+                    log.warning("route.unknown_queue", queue=queue, count=len(deliveries))
+                    continue
+                self._route_batch(route, deliveries, now, rows, events, dead, held)
+            archive, self._to_archive = self._to_archive, {}
+            self.store.commit(rows, events, archive)
+        finally:
+            for route_id, seqs in held:
+                self.in_flight.release(route_id, seqs)
         self._archived.update(archive)
         if dead:
             self._publish_dead(dead)
 
     # -- one route's share of the batch ---------------------------------------------------
     def _route_batch(self, route: Route, deliveries: list[Delivery], now: dt.datetime,
-                     rows: list, events: list, dead: list) -> None:
+                     rows: list, events: list, dead: list, held: list) -> None:
         incoming: dict[int, Incoming] = {}
         for d in deliveries:
             m = Incoming.from_delivery(d)
@@ -95,6 +103,11 @@ class Router:
                 log.warning("route.not_a_logged_message", route=route.id, message_id=d.message_id)
             elif m.seq not in incoming:  # the same message twice in one batch: once is enough
                 incoming[m.seq] = m
+        mine = self.in_flight.claim(route.id, incoming)
+        held.append((route.id, mine))
+        for seq in [seq for seq in incoming if seq not in mine]:
+            log.info("route.copy_in_work", route=route.id, message_id=incoming.pop(seq).message_id,
+                     reason="another worker thread of this process is delivering it")
         logged, states = self.store.states(route.id, list(incoming))
         for seq in [seq for seq, m in incoming.items() if logged.get(seq) != m.message_id]:
             # Not a message of this exchange log (a broker shared by mistake, a restored

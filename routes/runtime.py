@@ -10,6 +10,7 @@ from bus.topology import route_queue, route_queue_name, route_topology
 from bus.worker import Worker
 from routes.deliveries import DeliveryStore
 from routes.destinations import DestinationContext
+from routes.in_flight import InFlight
 from routes.loader import load_routes
 from routes.pausing import PauseStore
 from routes.redelivery import RetryScheduler
@@ -56,8 +57,9 @@ class RouteRuntime:
                          reason="the in-memory broker lost the retries handed out before the restart")
         consumed = [route_queue(r.id, r.from_.binding_keys(), quorum=self.quorum) for r in routes]
         paused_queues = lambda: frozenset(route_queue_name(r) for r in self.pauses.paused())  # noqa: E731
+        in_flight = InFlight()
         for _ in range(options.threads):
-            router = Router(self.routes, self.store, self.parser, self._publisher())
+            router = Router(self.routes, self.store, self.parser, self._publisher(), in_flight)
             self.workers.append(Worker(connect(self.settings.broker_url), consumed, router.handle,
                                        prefetch=options.prefetch, batch_size=options.batch_size,
                                        batch_wait=options.batch_wait, paused=paused_queues).start())
