@@ -132,7 +132,6 @@ def _memory(pid: int) -> tuple[float, float]:
 
 def _sample(procs: dict, database_url: str, broker_url: str, at: float, counts: dict) -> dict:
     from sqlalchemy import create_engine, func, select
-    from bus.exchange_log import unpublished_count
     from bus.models import Message, RouteDelivery
     out = {"at_s": round(at), "accepted": counts["accepted"], "failed": counts["failed"]}
     for name, proc in procs.items():
@@ -140,7 +139,8 @@ def _sample(procs: dict, database_url: str, broker_url: str, at: float, counts: 
     engine = create_engine(database_url.replace("postgresql://", "postgresql+psycopg://", 1))
     try:
         with engine.connect() as conn:
-            out["unpublished"] = unpublished_count(conn)
+            out["unpublished"] = conn.scalar(select(func.count()).select_from(Message)
+                                             .where(Message.published_at.is_(None)))
             out["retrying"] = conn.scalar(select(func.count()).select_from(RouteDelivery)
                                           .where(RouteDelivery.status.in_(("RETRY", "RETRYING"))))
             delivered = conn.scalar(select(func.count()).select_from(RouteDelivery)

@@ -26,7 +26,7 @@ from bus.envelope import Envelope
 from bus.errors import FieldError, HuitongError, RejectedMessage, StoreUnavailable
 from bus.log_writers import writer_for
 from bus.logs import get_logger
-from bus.models import Event, HubState, Message, MessageBody, Outbox
+from bus.models import Event, HubState, Message, MessageBody
 from bus.receipts import ACCEPTED, DUPLICATE, REJECTED, Receipt
 
 log = get_logger("huitong.exchange_log")
@@ -290,16 +290,14 @@ class ExchangeLog:
         publish and record re-publishes, which consumers tolerate (same message id)."""
         query = (select(Message.seq, Message.message_id, Message.source, Message.type,
                         Message.routing_key, Message.correlation_id, MessageBody.content)
-                 .select_from(Outbox)
-                 .join(Message, Message.seq == Outbox.seq)
                  .join(MessageBody, MessageBody.digest == Message.digest)
-                 .order_by(Outbox.seq).limit(limit))
+                 .where(Message.published_at.is_(None)).order_by(Message.seq).limit(limit))
         if older_than:
             query = query.where(Message.received_at < utcnow() - dt.timedelta(seconds=older_than))
         if self.engine.dialect.name == "postgresql":
             with self.engine.begin() as conn:
                 pending = [Pending(*row) for row in conn.execute(
-                    query.with_for_update(of=Outbox, skip_locked=True))]
+                    query.with_for_update(of=Message, skip_locked=True))]
                 if pending:
                     sent_at = utcnow()
                     publish(pending)
@@ -333,12 +331,13 @@ class ExchangeLog:
 
     def unpublished_count(self) -> int:
         with self.engine.connect() as conn:
-            return unpublished_count(conn)
+            return conn.scalar(select(func.count()).select_from(Message).where(Message.published_at.is_(None)))
 
     def oldest_unpublished_age(self) -> float:
         """Seconds the oldest unpublished message has waited (0 when none): the relay lag."""
         with self.engine.connect() as conn:
-            return oldest_unpublished_age(conn)
+            oldest = conn.scalar(select(func.min(Message.received_at)).where(Message.published_at.is_(None)))
+        return max(0.0, (utcnow() - oldest).total_seconds()) if oldest else 0.0
 
     # -- the embedded broker forgets on exit ----------------------------------------------
     def mark_volatile_drained(self) -> None:
@@ -353,8 +352,6 @@ class ExchangeLog:
         died with the old process, so it goes back to the relay's list."""
         with self.engine.begin() as conn:
             drained = int(conn.scalar(select(HubState.value).where(HubState.key == VOLATILE_DRAINED)) or 0)
-            lost = select(Message.seq).where(Message.seq > drained, Message.published_at.is_not(None))
-            conn.execute(self._insert(Outbox).from_select(["seq"], lost).on_conflict_do_nothing())
             result = conn.execute(update(Message).where(Message.seq > drained,
                                                         Message.published_at.is_not(None))
                                   .values(published_at=None))
@@ -395,17 +392,6 @@ class ExchangeLog:
                 return list(session.scalars(select(Event).where(Event.seq > after_seq)
                                             .order_by(Event.seq).limit(limit)))
             return list(reversed(session.scalars(select(Event).order_by(Event.seq.desc()).limit(limit)).all()))
-
-
-def unpublished_count(conn) -> int:
-    """Logged messages the broker has not confirmed yet (the relay's backlog)."""
-    return conn.scalar(select(func.count()).select_from(Outbox))
-
-
-def oldest_unpublished_age(conn) -> float:
-    """Seconds the oldest unpublished message has waited (0 when none): the relay lag."""
-    oldest = conn.scalar(select(func.min(Message.received_at)).join(Outbox, Outbox.seq == Message.seq))
-    return max(0.0, (utcnow() - oldest).total_seconds()) if oldest else 0.0
 
 
 def _random_uuids(count: int) -> list[str]:

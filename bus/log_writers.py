@@ -19,7 +19,7 @@ from typing import Iterator
 from sqlalchemy import Connection, Engine, delete, insert, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from bus.models import Event, Message, MessageBody, Outbox, UsedNonce
+from bus.models import Event, Message, MessageBody, UsedNonce
 
 # What RETURNING gives back for each message row the batch inserted.
 RETURNED = ("seq", "receipt_id", "source", "message_id", "digest", "received_at")
@@ -49,17 +49,11 @@ class CoreWriter:
                          [{"digest": d, "content": c, "size": len(c)} for d, c in bodies.items()])
 
     def insert_messages(self, conn: Connection, rows: list[dict]) -> list:
-        """Insert what is new, and put the new unpublished ones in the relay's outbox; returns
-        the rows inserted (a conflict returns nothing)."""
+        """Insert what is new; returns the rows inserted (a conflict returns nothing)."""
         if not rows:
             return []
-        stored = list(conn.execute(self._insert(Message).on_conflict_do_nothing(
+        return list(conn.execute(self._insert(Message).on_conflict_do_nothing(
             index_elements=["source", "message_id"]).returning(*self._returned), rows))
-        unpublished = {(row["source"], row["message_id"]) for row in rows if row["published_at"] is None}
-        queued = [{"seq": r.seq} for r in stored if (r.source, r.message_id) in unpublished]
-        if queued:
-            conn.execute(insert(Outbox), queued)
-        return stored
 
     def find_messages(self, conn: Connection, keys: list[tuple[str, str]]) -> list:
         """The logged rows (RETURNED columns) of these (source, message_id) pairs."""
@@ -84,11 +78,7 @@ class CoreWriter:
         conn.execute(delete(UsedNonce).where(UsedNonce.seen_at < before))
 
     def mark_published(self, conn: Connection, seqs: list[int], now: dt.datetime) -> None:
-        """Take the messages off the outbox; the first publication sets published_at (a
-        re-publication after a crash finds them gone from the outbox and leaves it)."""
-        done = list(conn.scalars(delete(Outbox).where(Outbox.seq.in_(seqs)).returning(Outbox.seq)))
-        if done:
-            conn.execute(update(Message).where(Message.seq.in_(done)).values(published_at=now))
+        conn.execute(update(Message).where(Message.seq.in_(seqs)).values(published_at=now))
 
 
 class PostgresWriter(CoreWriter):
@@ -156,8 +146,7 @@ class PostgresWriter(CoreWriter):
 
     def mark_published(self, conn: Connection, seqs: list[int], now: dt.datetime) -> None:
         with raw_cursor(conn) as cur:
-            cur.execute("WITH done AS (DELETE FROM outbox WHERE seq = ANY(%b::int8[]) RETURNING seq) "
-                        "UPDATE messages SET published_at = %b WHERE seq IN (SELECT seq FROM done)", (seqs, now))
+            cur.execute("UPDATE messages SET published_at = %b WHERE seq = ANY(%b::int8[])", (now, seqs))
 
 
 def raw_cursor(conn: Connection):
@@ -177,10 +166,6 @@ def unnest_params(columns) -> str:
     return ", ".join(f"%b::{_ARRAY_TYPES.get(name, 'text')}[]" for name in columns)
 
 
-# The new unpublished rows go into the relay's outbox in the same statement.
-_INSERT_MESSAGES = (f"WITH stored AS (INSERT INTO messages ({', '.join(MESSAGE_COLUMNS)}) "
-                    f"SELECT * FROM unnest({unnest_params(MESSAGE_COLUMNS)}) ON CONFLICT (source, message_id) DO NOTHING "
-                    f"RETURNING {', '.join(RETURNED)}, published_at), "
-                    "queued AS (INSERT INTO outbox (seq) SELECT seq FROM stored WHERE published_at IS NULL) "
-                    f"SELECT {', '.join(RETURNED)} FROM stored")
+_INSERT_MESSAGES = (f"INSERT INTO messages ({', '.join(MESSAGE_COLUMNS)}) SELECT * FROM unnest({unnest_params(MESSAGE_COLUMNS)}) "
+                    f"ON CONFLICT (source, message_id) DO NOTHING RETURNING {', '.join(RETURNED)}")
 _INSERT_EVENTS = f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) SELECT * FROM unnest({unnest_params(EVENT_COLUMNS)})"

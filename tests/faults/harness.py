@@ -227,11 +227,13 @@ class Verdict:
     duplicated: list[str]
     unexpected: list[str]
     files_wrong: list[str]
+    lost_where: dict = field(default_factory=dict)  # where the lost ones stand in the log
 
     def __str__(self) -> str:
         return (f"expected {self.expected}: delivered once {self.delivered_once}, lost {len(self.lost)}, "
                 f"duplicated {len(self.duplicated)}, unexpected {len(self.unexpected)}, "
-                f"outbox files wrong {len(self.files_wrong)}")
+                f"outbox files wrong {len(self.files_wrong)}"
+                + (f"; the lost ones: {self.lost_where}" if self.lost_where else ""))
 
 
 def check(hub: FaultHub, expected: set[str], timeout: float) -> Verdict:
@@ -251,4 +253,24 @@ def check(hub: FaultHub, expected: set[str], timeout: float) -> Verdict:
         duplicated=sorted(m for m, n in events.items() if n > 1),
         unexpected=sorted(set(events) - expected),
         files_wrong=sorted(m for m in expected if files.get(m) != 1) + sorted(set(files) - expected)
-        + [p.name for p in hub.outbox.glob(".*.tmp")])  # and no half-written file left behind
+        + [p.name for p in hub.outbox.glob(".*.tmp")],  # and no half-written file left behind
+        lost_where=_where(hub, expected - set(events)))
+
+
+def _where(hub: FaultHub, lost: set[str]) -> dict:
+    """How many of the lost messages are not logged, waiting for the relay, published with no
+    route outcome, or have a delivery record of some status: where the chain broke."""
+    if not lost:
+        return {}
+    from bus.models import Message, RouteDelivery
+    where: Counter = Counter()
+    with hub.engine.connect() as conn:
+        rows = {r.message_id: r for r in conn.execute(
+            select(Message.message_id, Message.published_at, RouteDelivery.status)
+            .outerjoin(RouteDelivery, RouteDelivery.message_seq == Message.seq)
+            .where(Message.message_id.in_(sorted(lost))))}
+    for message_id in lost:
+        r = rows.get(message_id)
+        where["not logged" if r is None else "not published" if r.published_at is None
+              else f"delivery {r.status}" if r.status else "published, no route outcome"] += 1
+    return dict(where)
