@@ -82,14 +82,13 @@ class Hub:
         if self._relay_running:
             self.relay.stop()
             self._relay_running = False
-        # Asked only where it matters: a hub whose relay never ran declared no route queues.
-        volatile = relay_ran and self.settings.embedded_broker
-        drained = True
         for service in self.services:
             service.stop()  # route workers finish their batch and ack
-            drained = drained and (not volatile or service.drained())
+        # Asked only where it matters: a hub whose relay never ran declared no route queues.
+        drained = (relay_ran and self.settings.embedded_broker
+                   and all(service.drained() for service in self.services))
         self.log.stop()  # commits what is queued, PUBLISHED marks included
-        if volatile and drained:
+        if drained:
             # The route queues are empty, so what was published is done with; otherwise (and
             # after a crash) requeue_volatile() re-publishes it at the next start.
             self.log.mark_volatile_drained()

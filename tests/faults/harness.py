@@ -270,7 +270,13 @@ def _where(hub: FaultHub, lost: set[str]) -> dict:
             .outerjoin(RouteDelivery, RouteDelivery.message_seq == Message.seq)
             .where(Message.message_id.in_(sorted(lost))))}
     for message_id in lost:
-        r = rows.get(message_id)
-        where["not logged" if r is None else "not published" if r.published_at is None
-              else f"delivery {r.status}" if r.status else "published, no route outcome"] += 1
+        where[_stage_of(rows.get(message_id))] += 1
     return dict(where)
+
+
+def _stage_of(row) -> str:
+    if row is None:
+        return "not logged"
+    if row.published_at is None:
+        return "not published"
+    return f"delivery {row.status}" if row.status else "published, no route outcome"
