@@ -312,6 +312,30 @@ class ExchangeLog:
                 self._mark_published(conn, pending, sent_at)
         return len(pending)
 
+    def publish_fresh(self, pending: list[Pending], publish) -> tuple[int, Future | None]:
+        """The relay's fast path: publish(list[Pending]) messages this process just committed,
+        and record PUBLISHED. Returns how many went out and, where the record is still to be
+        committed, its future.
+
+        On PostgreSQL several processes share the log, and another one's scan may take a
+        message whose fast path is late (a slow confirm, a loaded machine). So the rows are
+        locked first (SKIP LOCKED, and only while still unpublished), only those are published,
+        and PUBLISHED is committed in the same transaction: two relays never both publish a
+        message, however late either is. SQLite has one relay, so the record rides in the
+        next group commit instead of a transaction of its own."""
+        if self.engine.dialect.name == "postgresql":
+            with self._writer.transaction(self.engine) as conn:
+                locked = self._writer.lock_unpublished(conn, [p.seq for p in pending])
+                claimed = [p for p in pending if p.seq in locked]
+                if claimed:
+                    sent_at = utcnow()
+                    publish(claimed)
+                    self._mark_published(conn, claimed, sent_at)
+            return len(claimed), None
+        sent_at = utcnow()
+        publish(pending)
+        return len(pending), self.mark_published(pending, sent_at)
+
     def mark_published(self, pending: list[Pending], sent_at: dt.datetime) -> Future:
         """Record PUBLISHED for messages the relay put on the wire from memory, in the next
         group commit (no transaction of its own). Should that commit fail, they stay

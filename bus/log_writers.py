@@ -80,6 +80,12 @@ class CoreWriter:
     def mark_published(self, conn: Connection, seqs: list[int], now: dt.datetime) -> None:
         conn.execute(update(Message).where(Message.seq.in_(seqs)).values(published_at=now))
 
+    def lock_unpublished(self, conn: Connection, seqs: list[int]) -> set[int]:
+        """Which of these messages are still unpublished and not locked by another
+        transaction; they stay locked until this one ends."""
+        return set(conn.scalars(select(Message.seq).where(Message.seq.in_(seqs), Message.published_at.is_(None))
+                                .with_for_update(skip_locked=True)))
+
 
 class PostgresWriter(CoreWriter):
     """Raw psycopg statements that take whole columns as binary array parameters
@@ -147,6 +153,12 @@ class PostgresWriter(CoreWriter):
     def mark_published(self, conn: Connection, seqs: list[int], now: dt.datetime) -> None:
         with raw_cursor(conn) as cur:
             cur.execute("UPDATE messages SET published_at = %b WHERE seq = ANY(%b::int8[])", (now, seqs))
+
+    def lock_unpublished(self, conn: Connection, seqs: list[int]) -> set[int]:
+        with raw_cursor(conn) as cur:
+            cur.execute("SELECT seq FROM messages WHERE seq = ANY(%b::int8[]) AND published_at IS NULL "
+                        "FOR UPDATE SKIP LOCKED", (seqs,))
+            return {row.seq for row in cur.fetchall()}
 
 
 def raw_cursor(conn: Connection):

@@ -7,7 +7,10 @@ them from memory instead of reading them back. Whenever that memory may be incom
 start, after a failure, after an overflow, or when idle) it scans the log, which stays the
 truth. The scan takes only messages older than `scan_grace` seconds: younger ones belong to
 the fast path of the process that accepted them (several hub workers share one database).
-A message that still goes out twice carries the same message id, which consumers tolerate."""
+On PostgreSQL both paths lock the rows they publish until PUBLISHED is committed, so a late
+fast path and another process's scan never both send one message. A message goes out twice
+only after a failure between the broker's confirm and that commit, with the same message
+id, which consumers tolerate."""
 from __future__ import annotations
 
 import threading
@@ -16,7 +19,7 @@ from collections import deque
 
 from bus.broker import Publisher
 from bus.errors import BrokerUnavailable
-from bus.exchange_log import ExchangeLog, utcnow
+from bus.exchange_log import ExchangeLog
 from bus.logs import get_logger
 
 log = get_logger("huitong.relay")
@@ -92,15 +95,15 @@ class Relay:
         if not batch:
             return 0
         try:
-            sent_at = utcnow()
-            self.publisher.publish_batch(batch)
-            self._marks = [m for m in self._marks if not m.done()]
-            self._marks.append(self.log.mark_published(batch, sent_at))
+            count, mark = self.log.publish_fresh(batch, self.publisher.publish_batch)
         except Exception:
             self._offered.clear()
             self._scan_needed = True  # they are still unpublished in the log
             raise
-        return len(batch)
+        if mark is not None:
+            self._marks = [m for m in self._marks if not m.done()]
+            self._marks.append(mark)
+        return count
 
     def drain(self) -> int:
         """Publish what this process accepted and what the log holds beyond the grace (CLI

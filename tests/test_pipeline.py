@@ -159,6 +159,36 @@ def test_crash_before_publish_loses_nothing(backend):
         capture.close()
 
 
+@pytest.mark.services
+def test_two_hubs_never_both_publish_a_message_when_one_relay_is_late(postgres_url):
+    """Gunicorn's workers are hubs on one database. The accepting hub's relay publishes from
+    memory; the other's scan takes what is older than its grace. When the first is slower than
+    that grace (a loaded machine, a slow confirm), each message still goes out once."""
+    from tests.conftest import AMQP_URL, Backend
+    backend = Backend("services", postgres_url, AMQP_URL)
+    messages = case_results(40)
+    capture = Capture(backend.broker_url, f"CaseResult.{SYSTEM}")
+    try:
+        with Hub(backend.settings(relay__scan_grace_seconds=0.2)) as other, \
+                Hub(backend.settings()) as accepter:
+            publish = accepter.relay.publisher.publish_batch
+
+            def late_publish(batch):
+                time.sleep(1.0)  # five times the other hub's grace
+                publish(batch)
+
+            accepter.relay.publisher.publish_batch = late_publish
+            for _, data in messages:
+                assert accepter.accept(data, system=SYSTEM).status == ACCEPTED
+            assert _eventually(lambda: accepter.log.unpublished_count() == 0, timeout=30)
+            time.sleep(1.5)  # a second copy would be on its way by now
+            seen = capture.collect({mid for mid, _ in messages})
+        assert {mid: seen[mid] for mid, _ in messages} == {mid: 1 for mid, _ in messages}
+        assert other.relay.published_total + accepter.relay.published_total == len(messages)
+    finally:
+        capture.close()
+
+
 def test_broker_outage_delays_but_does_not_lose(backend):
     """With the broker unreachable the relay keeps messages in the log and says so;
     once the broker is back they go out."""

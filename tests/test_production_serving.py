@@ -36,9 +36,11 @@ def gunicorn_hub(postgres_url, tmp_path):
         hub.systems.add(SYSTEM, name="sample", secret=SECRET, grants=["CaseResult", "CaseProcess"])
     port = free_port()
     gunicorn = Path(sys.executable).with_name("gunicorn")
+    output = tmp_path / "gunicorn.log"  # read back by a failing test: what the workers said
     proc = subprocess.Popen([str(gunicorn), "--workers", "2", "--threads", "4", "--bind", f"127.0.0.1:{port}",
                              "bus.wsgi:application()"], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=output.open("w"), stderr=subprocess.STDOUT, text=True)
+    proc.output = output
     deadline = time.monotonic() + 60
     while True:
         try:
@@ -51,8 +53,12 @@ def gunicorn_hub(postgres_url, tmp_path):
         yield proc, f"http://127.0.0.1:{port}", backend
     finally:
         proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=60)
-        assert proc.returncode == 0, out[-3000:]
+        proc.wait(timeout=60)
+        assert proc.returncode == 0, _said(proc)
+
+
+def _said(proc) -> str:
+    return proc.output.read_text(errors="replace")[-3000:]
 
 
 def _workers(proc) -> list[int]:
@@ -77,7 +83,7 @@ def test_two_workers_accept_concurrent_pushes_and_route_each_once(gunicorn_hub):
         assert statuses == ["ACCEPTED"] * len(messages)
         ids = {mid for mid, _ in messages}
         seen = capture.collect(ids, timeout=30)
-        assert {mid: seen[mid] for mid in ids} == {mid: 1 for mid in ids}
+        assert {mid: seen[mid] for mid in ids} == {mid: 1 for mid in ids}, _said(proc)
     finally:
         capture.close()
 
