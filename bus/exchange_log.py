@@ -297,7 +297,7 @@ class ExchangeLog:
         if self.engine.dialect.name == "postgresql":
             with self.engine.begin() as conn:
                 pending = [Pending(*row) for row in conn.execute(
-                    query.with_for_update(of=Message, skip_locked=True))]
+                    query.with_for_update(of=Message, skip_locked=True, key_share=True))]
                 if pending:
                     sent_at = utcnow()
                     publish(pending)
@@ -318,19 +318,21 @@ class ExchangeLog:
         committed, its future.
 
         On PostgreSQL several processes share the log, and another one's scan may take a
-        message whose fast path is late (a slow confirm, a loaded machine). So the rows are
-        locked first (SKIP LOCKED, and only while still unpublished), only those are published,
-        and PUBLISHED is committed in the same transaction: two relays never both publish a
-        message, however late either is. SQLite has one relay, so the record rides in the
-        next group commit instead of a transaction of its own."""
+        message whose fast path is late (a slow confirm, a loaded machine). So the rows still
+        unpublished are first marked, which locks them until the transaction ends (a scan
+        skips them; a scan already holding one makes the mark wait for it, then find it
+        published), only those are published, and the transaction commits with their
+        PUBLISHED events: two relays never both publish a message, however late either is.
+        Should the publish fail, the rollback leaves them unpublished. SQLite has one relay,
+        so the record rides in the next group commit instead of a transaction of its own."""
         if self.engine.dialect.name == "postgresql":
             with self._writer.transaction(self.engine) as conn:
-                locked = self._writer.lock_unpublished(conn, [p.seq for p in pending])
-                claimed = [p for p in pending if p.seq in locked]
+                sent_at = utcnow()
+                marked = self._writer.mark_unpublished(conn, [p.seq for p in pending], sent_at)
+                claimed = [p for p in pending if p.seq in marked]
                 if claimed:
-                    sent_at = utcnow()
                     publish(claimed)
-                    self._mark_published(conn, claimed, sent_at)
+                    self._writer.append_events(conn, _published_events(claimed, sent_at))
             return len(claimed), None
         sent_at = utcnow()
         publish(pending)
@@ -349,9 +351,7 @@ class ExchangeLog:
         route worker may deliver before the confirm arrives, and a lineage's hops must read
         in time order."""
         self._writer.mark_published(conn, [p.seq for p in pending], now)
-        self._writer.append_events(conn, [
-            event_row("PUBLISHED", now, message_seq=p.seq, message_id=p.message_id, source=p.source)
-            for p in pending])
+        self._writer.append_events(conn, _published_events(pending, now))
 
     def unpublished_count(self) -> int:
         with self.engine.connect() as conn:
@@ -416,6 +416,11 @@ class ExchangeLog:
                 return list(session.scalars(select(Event).where(Event.seq > after_seq)
                                             .order_by(Event.seq).limit(limit)))
             return list(reversed(session.scalars(select(Event).order_by(Event.seq.desc()).limit(limit)).all()))
+
+
+def _published_events(pending: list[Pending], at: dt.datetime) -> list[dict]:
+    return [event_row("PUBLISHED", at, message_seq=p.seq, message_id=p.message_id, source=p.source)
+            for p in pending]
 
 
 def _random_uuids(count: int) -> list[str]:

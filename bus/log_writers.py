@@ -80,11 +80,11 @@ class CoreWriter:
     def mark_published(self, conn: Connection, seqs: list[int], now: dt.datetime) -> None:
         conn.execute(update(Message).where(Message.seq.in_(seqs)).values(published_at=now))
 
-    def lock_unpublished(self, conn: Connection, seqs: list[int]) -> set[int]:
-        """Which of these messages are still unpublished and not locked by another
-        transaction; they stay locked until this one ends."""
-        return set(conn.scalars(select(Message.seq).where(Message.seq.in_(seqs), Message.published_at.is_(None))
-                                .with_for_update(skip_locked=True)))
+    def mark_unpublished(self, conn: Connection, seqs: list[int], now: dt.datetime) -> set[int]:
+        """Mark those of these messages that are still unpublished; returns their seqs. Their
+        rows stay locked until the transaction ends."""
+        return set(conn.scalars(update(Message).where(Message.seq.in_(seqs), Message.published_at.is_(None))
+                                .values(published_at=now).returning(Message.seq)))
 
 
 class PostgresWriter(CoreWriter):
@@ -154,10 +154,10 @@ class PostgresWriter(CoreWriter):
         with raw_cursor(conn) as cur:
             cur.execute("UPDATE messages SET published_at = %b WHERE seq = ANY(%b::int8[])", (now, seqs))
 
-    def lock_unpublished(self, conn: Connection, seqs: list[int]) -> set[int]:
+    def mark_unpublished(self, conn: Connection, seqs: list[int], now: dt.datetime) -> set[int]:
         with raw_cursor(conn) as cur:
-            cur.execute("SELECT seq FROM messages WHERE seq = ANY(%b::int8[]) AND published_at IS NULL "
-                        "FOR UPDATE SKIP LOCKED", (seqs,))
+            cur.execute("UPDATE messages SET published_at = %b WHERE seq = ANY(%b::int8[]) AND published_at IS NULL "
+                        "RETURNING seq", (now, seqs))
             return {row.seq for row in cur.fetchall()}
 
 
