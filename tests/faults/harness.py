@@ -6,6 +6,7 @@ gets a receipt. The checker then sorts every message id, as RabbitMQ's Jepsen su
 delivered once, lost, duplicated and unexpected."""
 from __future__ import annotations
 
+import http.client
 import os
 import re
 import signal
@@ -164,7 +165,10 @@ def soap_sender(hub: FaultHub, messages: list[tuple[str, bytes]], outcomes: Outc
                 if doc is None:
                     _retry(outcomes, f"HTTP {exc.code}")
                     continue
-            except (urllib.error.URLError, ConnectionError, OSError, TimeoutError) as exc:
+            except (urllib.error.URLError, ConnectionError, OSError, TimeoutError,
+                    http.client.HTTPException) as exc:
+                # HTTPException: the hub died while answering (IncompleteRead: the headers came,
+                # the receipt did not), so the sender cannot know and sends the same id again.
                 _retry(outcomes, exc.__class__.__name__)
                 continue
             fault = fault_of(doc)
