@@ -80,12 +80,6 @@ class CoreWriter:
     def mark_published(self, conn: Connection, seqs: list[int], now: dt.datetime) -> None:
         conn.execute(update(Message).where(Message.seq.in_(seqs)).values(published_at=now))
 
-    def mark_unpublished(self, conn: Connection, seqs: list[int], now: dt.datetime) -> set[int]:
-        """Mark those of these messages that are still unpublished; returns their seqs. Their
-        rows stay locked until the transaction ends."""
-        return set(conn.scalars(update(Message).where(Message.seq.in_(seqs), Message.published_at.is_(None))
-                                .values(published_at=now).returning(Message.seq)))
-
 
 class PostgresWriter(CoreWriter):
     """Raw psycopg statements that take whole columns as binary array parameters
@@ -155,6 +149,9 @@ class PostgresWriter(CoreWriter):
             cur.execute("UPDATE messages SET published_at = %b WHERE seq = ANY(%b::int8[])", (now, seqs))
 
     def mark_unpublished(self, conn: Connection, seqs: list[int], now: dt.datetime) -> set[int]:
+        """Mark those of these messages that are still unpublished; returns their seqs. Their
+        rows stay locked until the transaction ends (the relay's fast path, PostgreSQL only:
+        SQLite has one relay and marks in the group commit)."""
         with raw_cursor(conn) as cur:
             cur.execute("UPDATE messages SET published_at = %b WHERE seq = ANY(%b::int8[]) AND published_at IS NULL "
                         "RETURNING seq", (now, seqs))

@@ -37,9 +37,10 @@ def gunicorn_hub(postgres_url, tmp_path):
     port = free_port()
     gunicorn = Path(sys.executable).with_name("gunicorn")
     output = tmp_path / "gunicorn.log"  # read back by a failing test: what the workers said
-    proc = subprocess.Popen([str(gunicorn), "--workers", "2", "--threads", "4", "--bind", f"127.0.0.1:{port}",
-                             "bus.wsgi:application()"], cwd=tmp_path, env=env,
-                            stdout=output.open("w"), stderr=subprocess.STDOUT, text=True)
+    with output.open("w") as log:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen([str(gunicorn), "--workers", "2", "--threads", "4", "--bind", f"127.0.0.1:{port}",
+                                 "bus.wsgi:application()"], cwd=tmp_path, env=env,
+                                stdout=log, stderr=subprocess.STDOUT, text=True)
     proc.output = output
     deadline = time.monotonic() + 60
     while True:
