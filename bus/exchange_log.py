@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from bus.envelope import Envelope
 from bus.errors import FieldError, HuitongError, RejectedMessage, StoreUnavailable
-from bus.log_writers import writer_for
+from bus.log_writers import event_row, writer_for
 from bus.logs import get_logger
 from bus.models import Event, HubState, Message, MessageBody
 from bus.receipts import ACCEPTED, DUPLICATE, REJECTED, Receipt
@@ -193,16 +193,27 @@ class ExchangeLog:
         results: dict[int, Receipt | Exception] = {}
         events: list[dict] = []
         with self._writer.transaction(self.engine) as conn:
-            for entry in batch:  # first: it needs no answer, so it travels with the nonces
+            for entry in batch:  # first: it needs no answer, so it travels with the rest
                 if isinstance(entry, _Published):
                     self._mark_published(conn, entry.pending, entry.sent_at)
                     results[id(entry)] = None
-            for entry in self._record_nonces(conn, batch, now):
+            if self.nonce_keep_seconds and now - self._nonces_purged_at > dt.timedelta(seconds=60):
+                self._writer.purge_nonces(conn, now - dt.timedelta(seconds=self.nonce_keep_seconds))
+                self._nonces_purged_at = now
+            requests = [e for e in batch if id(e) not in results]
+            firsts, replays = _first_nonces(requests)
+            candidates = [e for e in requests if not any(e is r for r in replays)]
+            new_nonces, inserted = self._writer.store(
+                conn, now, list(firsts), self._kept_bodies(candidates),
+                [(_message_row(e.envelope, receipt_ids[id(e)], now), e.nonce)
+                 for e in candidates if isinstance(e, _Acceptance)])
+            replays += [entry for nonce, entry in firsts.items() if nonce not in new_nonces]
+            for entry in replays:
                 results[id(entry)] = NonceReplayed("this nonce was used before: a replayed request")
                 events.append(event_row("REJECTED", now, source=entry.nonce[0], code=NonceReplayed.code,
                                      message_id=_message_id(entry), detail={"receipt_id": receipt_ids[id(entry)]}))
-            admitted = [e for e in batch if id(e) not in results]
-            stored = self._store_messages(conn, admitted, receipt_ids, now)
+            admitted = [e for e in candidates if id(e) not in results]
+            stored = self._stored(conn, admitted, inserted)
             resent = self._resent(conn, admitted, stored, receipt_ids)
             fresh: list[Pending] = []
             for entry in admitted:
@@ -213,33 +224,33 @@ class ExchangeLog:
                     env = entry.envelope
                     row = stored[(env.source, env.message_id)]
                     results[id(entry)], event = _outcome(env, row, receipt_id, now, resent)
-                    if event["kind"] == "RECEIVED":
+                    if event["kind"] == "RECEIVED":  # the writer logged it with the row
                         fresh.append(Pending(row.seq, env.message_id, env.source, env.type,
                                              env.routing_key, env.correlation_id, env.xml))
+                        continue
                 events.append(event)
             self._writer.append_events(conn, events)
         return [results[id(e)] for e in batch], fresh
 
-    def _store_messages(self, conn, batch: list, receipt_ids: dict, now: dt.datetime) -> dict:
-        """Bodies and message rows; returns the stored row of every (source, message_id)."""
-        bodies: dict[str, bytes] = {}
-        rows, seen = [], set()
-        for entry in batch:
+    def _kept_bodies(self, entries: list) -> list:
+        """((digest, content), nonce) of every body the batch keeps: each message's, and a
+        refused one's as evidence (up to a size; hostile floods dedupe by digest)."""
+        bodies = []
+        for entry in entries:
             if isinstance(entry, _Acceptance):
-                env = entry.envelope
-                bodies[env.digest] = env.xml
-                if (env.source, env.message_id) not in seen:  # twice in one batch: the first wins
-                    seen.add((env.source, env.message_id))
-                    rows.append(_message_row(env, receipt_ids[id(entry)], now))
+                bodies.append(((entry.envelope.digest, entry.envelope.xml), entry.nonce))
             elif entry.body is not None and len(entry.body) <= self.keep_rejected_bodies_up_to:
-                # Kept as evidence of what was refused; hostile floods dedupe by digest.
                 entry.digest = hashlib.sha256(entry.body).hexdigest()
-                bodies[entry.digest] = entry.body
-        self._writer.insert_bodies(conn, bodies)
-        # RETURNING names the rows this batch inserted; only a (source, message_id) that was
-        # already there needs a second look (a retry, or a reused id).
-        stored = {(r.source, r.message_id): r for r in self._writer.insert_messages(conn, rows)}
-        earlier = seen - stored.keys()
+                bodies.append(((entry.digest, entry.body), entry.nonce))
+        return bodies
+
+    def _stored(self, conn, admitted: list, inserted: list) -> dict:
+        """The logged row of every admitted (source, message_id): RETURNING names the rows
+        this batch inserted; only one that was already there needs a second look (a retry,
+        or a reused id)."""
+        stored = {(r.source, r.message_id): r for r in inserted}
+        earlier = {(e.envelope.source, e.envelope.message_id) for e in admitted
+                   if isinstance(e, _Acceptance)} - stored.keys()
         if earlier:
             stored.update(((r.source, r.message_id), r) for r in self._writer.find_messages(conn, list(earlier)))
         return stored
@@ -259,24 +270,6 @@ class ExchangeLog:
         logged = self._writer.bodies(conn, {d for _, d in suspects})
         return {env.digest for env, digest in suspects
                 if digest in logged and _without_sent_at(logged[digest]) == _without_sent_at(env.xml)}
-
-    def _record_nonces(self, conn, batch: list, now: dt.datetime) -> list:
-        """Entries whose nonce was seen before (in the database or earlier in this batch)."""
-        firsts: dict[Nonce, object] = {}
-        replays = []
-        for entry in batch:
-            if entry.nonce is not None:
-                if entry.nonce in firsts:
-                    replays.append(entry)
-                else:
-                    firsts[entry.nonce] = entry
-        if firsts:
-            recorded = self._writer.insert_nonces(conn, list(firsts), now)
-            replays += [entry for nonce, entry in firsts.items() if nonce not in recorded]
-        if self.nonce_keep_seconds and now - self._nonces_purged_at > dt.timedelta(seconds=60):
-            self._writer.purge_nonces(conn, now - dt.timedelta(seconds=self.nonce_keep_seconds))
-            self._nonces_purged_at = now
-        return replays
 
     # -- the relay's side ----------------------------------------------------------------
     def publish_pending(self, publish, limit: int, *, older_than: float = 0.0) -> int:
@@ -423,6 +416,20 @@ def _published_events(pending: list[Pending], at: dt.datetime) -> list[dict]:
             for p in pending]
 
 
+def _first_nonces(entries: list) -> tuple[dict, list]:
+    """The first entry of each request nonce, and the later ones: a nonce twice in one
+    batch is a replay before the database is asked."""
+    firsts: dict[Nonce, object] = {}
+    replays = []
+    for entry in entries:
+        if entry.nonce is not None:
+            if entry.nonce in firsts:
+                replays.append(entry)
+            else:
+                firsts[entry.nonce] = entry
+    return firsts, replays
+
+
 def _random_uuids(count: int) -> list[str]:
     """Version-4 UUIDs from one read of the system's random source: uuid.uuid4() makes a
     getrandom call each, which cost ~7 % of a bulk file's ingestion on the VM."""
@@ -486,11 +493,3 @@ def _outcome(env: Envelope, row, receipt_id: str, now, resent: set):
             event_row("REJECTED", now, message_id=env.message_id, source=env.source, code=error.code,
                    digest=env.digest, detail={"receipt_id": receipt_id, "errors": [
                        {"path": error.path, "code": error.code, "text": error.text}]}))
-
-
-def event_row(kind: str, at: dt.datetime, *, message_seq=None, message_id=None, source=None,
-              route=None, code=None, digest=None, detail=None) -> dict:
-    """One row of the events table (the exchange log's and the routes' alike)."""
-    return {"kind": kind, "at": at, "message_seq": message_seq, "message_id": message_id,
-            "source": source, "route": route, "code": code, "digest": digest,
-            "detail": json.dumps(detail, ensure_ascii=False, default=str) if detail is not None else None}

@@ -4,7 +4,8 @@ way rows travel differs, because that is where the time goes:
 - `CoreWriter` (SQLite, and any database SQLAlchemy speaks): Core inserts with
   ON CONFLICT DO NOTHING ... RETURNING.
 - `PostgresWriter`: one INSERT ... SELECT FROM unnest(column arrays) ... RETURNING per
-  table, the arrays sent as binary parameters. Measured on the 2-core machine: ~3 µs of
+  table, the arrays sent as binary parameters; an acceptance batch (nonces, bodies,
+  messages, their RECEIVED events) as one statement of data-modifying CTEs (`store`). Measured on the 2-core machine: ~3 µs of
   client CPU per 16-column row at 500 rows (COPY: 2.7; text arrays: 11; SQLAlchemy's
   executemany: ~180), and unlike COPY it runs in pipeline mode (see `transaction`).
 
@@ -13,6 +14,7 @@ SQLAlchemy Connection from engine.begin() outside pipeline mode."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -20,6 +22,9 @@ from sqlalchemy import Connection, Engine, delete, insert, select, tuple_, updat
 from sqlalchemy.dialects import postgresql, sqlite
 
 from bus.models import Event, Message, MessageBody, UsedNonce
+
+Nonce = tuple[str, str]  # (system id, WS-Security nonce)
+Kept = tuple  # (a body (digest, content) or a message row, the request's Nonce or None)
 
 # What RETURNING gives back for each message row the batch inserted.
 RETURNED = ("seq", "receipt_id", "source", "message_id", "digest", "received_at")
@@ -80,6 +85,26 @@ class CoreWriter:
     def mark_published(self, conn: Connection, seqs: list[int], now: dt.datetime) -> None:
         conn.execute(update(Message).where(Message.seq.in_(seqs)).values(published_at=now))
 
+    def store(self, conn: Connection, now: dt.datetime, nonces: list[Nonce], bodies: list[Kept],
+              rows: list[Kept]) -> tuple[set[Nonce], list]:
+        """An acceptance batch's writes: record the request nonces, then keep the bodies and
+        insert the message rows (first of a (source, message_id) wins) of the requests whose
+        nonce was new or absent, each inserted message with its RECEIVED event. Returns the
+        new nonces and the inserted rows (RETURNED columns)."""
+        new = self.insert_nonces(conn, nonces, now) if nonces else set()
+        self.insert_bodies(conn, {digest: content for (digest, content), nonce in bodies if nonce is None or nonce in new})
+        keep, seen = [], set()
+        for row, nonce in rows:
+            key = (row["source"], row["message_id"])
+            if (nonce is None or nonce in new) and key not in seen:
+                seen.add(key)
+                keep.append(row)
+        inserted = self.insert_messages(conn, keep)
+        self.append_events(conn, [event_row("RECEIVED", r.received_at, message_seq=r.seq, message_id=r.message_id,
+                                            source=r.source, digest=r.digest, detail={"receipt_id": r.receipt_id})
+                                  for r in inserted])
+        return new, inserted
+
 
 class PostgresWriter(CoreWriter):
     """Raw psycopg statements that take whole columns as binary array parameters
@@ -92,8 +117,8 @@ class PostgresWriter(CoreWriter):
     def transaction(self, engine: Engine) -> Iterator[Connection]:
         """A transaction in pipeline mode: statements whose results nobody waits for travel
         with the next one that is waited for, and the last ones with the COMMIT. The SOAP
-        group commit went from a dozen round trips to three. Only this writer's statements
-        may run in it (SQLAlchemy reads a result before pipeline mode has it)."""
+        group commit went from a dozen round trips to three (two since `store`). Only this
+        writer's statements may run in it (SQLAlchemy reads a result before pipeline mode has it)."""
         with engine.connect() as conn:
             # A connection the server dropped fails the rollback too; SQLAlchemy then
             # invalidates the pool and says so (connection_invalidated), and the committer
@@ -148,6 +173,31 @@ class PostgresWriter(CoreWriter):
         with raw_cursor(conn) as cur:
             cur.execute("UPDATE messages SET published_at = %b WHERE seq = ANY(%b::int8[])", (now, seqs))
 
+    def store(self, conn: Connection, now: dt.datetime, nonces: list[Nonce], bodies: list[Kept],
+              rows: list[Kept]) -> tuple[set[Nonce], list]:
+        """The same writes as one statement (data-modifying CTEs; the server makes the RECEIVED
+        events from the inserted rows, with event_row's detail), so an acceptance batch takes
+        one round trip and the COMMIT instead of three round trips and four statements, each
+        waited for by a thread on two busy cores. The message rows travel as one JSON
+        parameter. A commit cycle of three SOAP-like acceptances, alone on the machine: client
+        CPU 0.80-0.93 -> 0.55-0.68 ms, wall 1.6-1.9 -> 1.4-1.6 ms."""
+        import orjson
+        from psycopg.types.json import Jsonb
+        with raw_cursor(conn) as cur:
+            cur.execute(_STORE, (
+                now, [s for s, _ in nonces], [n for _, n in nonces],
+                [d for (d, _), _ in bodies], [c for (_, c), _ in bodies],
+                [nonce[0] if nonce else None for _, nonce in bodies], [nonce[1] if nonce else None for _, nonce in bodies],
+                Jsonb([{**row, "ns": nonce[0] if nonce else None, "nv": nonce[1] if nonce else None}
+                       for row, nonce in rows], dumps=orjson.dumps)))
+            new, inserted = set(), []
+            for row in cur.fetchall():
+                if row.seq is None:
+                    new.add((row.source, row.message_id))
+                else:
+                    inserted.append(row)
+        return new, inserted
+
     def mark_unpublished(self, conn: Connection, seqs: list[int], now: dt.datetime) -> set[int]:
         """Mark those of these messages that are still unpublished; returns their seqs. Their
         rows stay locked until the transaction ends (the relay's fast path, PostgreSQL only:
@@ -156,6 +206,14 @@ class PostgresWriter(CoreWriter):
             cur.execute("UPDATE messages SET published_at = %b WHERE seq = ANY(%b::int8[]) AND published_at IS NULL "
                         "RETURNING seq", (now, seqs))
             return {row.seq for row in cur.fetchall()}
+
+
+def event_row(kind: str, at: dt.datetime, *, message_seq=None, message_id=None, source=None,
+              route=None, code=None, digest=None, detail=None) -> dict:
+    """One row of the events table (the exchange log's and the routes' alike)."""
+    return {"kind": kind, "at": at, "message_seq": message_seq, "message_id": message_id,
+            "source": source, "route": route, "code": code, "digest": digest,
+            "detail": json.dumps(detail, ensure_ascii=False, default=str) if detail is not None else None}
 
 
 def raw_cursor(conn: Connection):
@@ -177,4 +235,24 @@ def unnest_params(columns) -> str:
 
 _INSERT_MESSAGES = (f"INSERT INTO messages ({', '.join(MESSAGE_COLUMNS)}) SELECT * FROM unnest({unnest_params(MESSAGE_COLUMNS)}) "
                     f"ON CONFLICT (source, message_id) DO NOTHING RETURNING {', '.join(RETURNED)}")
+# A request's nonce as the statement checks it: the row is written only where the nonce is
+# absent (ns IS NULL) or was inserted by this very statement.
+_NONCE_NEW = "(t.ns IS NULL OR EXISTS (SELECT 1 FROM n WHERE n.system_id = t.ns AND n.nonce = t.nv))"
+_JSON_TYPES = {"sent_at": "timestamptz", "received_at": "timestamptz", "published_at": "timestamptz"}
+_STORE = (
+    "WITH n AS (INSERT INTO used_nonces (system_id, nonce, seen_at) "
+    "SELECT s, v, %b FROM unnest(%b::text[], %b::text[]) AS t(s, v) ON CONFLICT DO NOTHING RETURNING system_id, nonce), "
+    "b AS (INSERT INTO message_bodies (digest, content, size) SELECT t.d, t.c, octet_length(t.c) "
+    "FROM unnest(%b::text[], %b::bytea[], %b::text[], %b::text[]) AS t(d, c, ns, nv) "
+    f"WHERE {_NONCE_NEW} ON CONFLICT DO NOTHING), "
+    f"m AS (INSERT INTO messages ({', '.join(MESSAGE_COLUMNS)}) SELECT {', '.join('t.' + c for c in MESSAGE_COLUMNS)} "
+    "FROM jsonb_to_recordset(%b) AS t("
+    + ", ".join(f"{c} {_JSON_TYPES.get(c, 'text')}" for c in MESSAGE_COLUMNS) + ", ns text, nv text) "
+    f"WHERE {_NONCE_NEW} ON CONFLICT (source, message_id) DO NOTHING RETURNING {', '.join(RETURNED)}), "
+    "e AS (INSERT INTO events (kind, at, message_seq, message_id, source, digest, detail) "
+    "SELECT 'RECEIVED', received_at, seq, message_id, source, digest, '{\"receipt_id\": \"' || receipt_id || '\"}' "
+    "FROM m ORDER BY seq) "
+    "SELECT seq, receipt_id, source, message_id, digest, received_at FROM m "
+    "UNION ALL SELECT NULL, NULL, system_id, nonce, NULL, NULL FROM n")
+
 _INSERT_EVENTS = f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) SELECT * FROM unnest({unnest_params(EVENT_COLUMNS)})"
