@@ -312,20 +312,20 @@ class ExchangeLog:
 
         On PostgreSQL several processes share the log, and another one's scan may take a
         message whose fast path is late (a slow confirm, a loaded machine). So the rows still
-        unpublished are first marked, which locks them until the transaction ends (a scan
-        skips them; a scan already holding one makes the mark wait for it, then find it
-        published), only those are published, and the transaction commits with their
-        PUBLISHED events: two relays never both publish a message, however late either is.
-        Should the publish fail, the rollback leaves them unpublished. SQLite has one relay,
+        unpublished are first marked, with their PUBLISHED events in the same statement, which
+        locks them until the transaction ends (a scan skips them; a scan already holding one
+        makes the mark wait for it, then find it published), only those are published, and
+        the transaction commits once the broker confirmed them: two relays never both publish
+        a message, however late either is. Should the publish fail, the rollback takes back
+        the marks and the events. SQLite has one relay,
         so the record rides in the next group commit instead of a transaction of its own."""
         if self.engine.dialect.name == "postgresql":
             with self._writer.transaction(self.engine) as conn:
                 sent_at = utcnow()
-                marked = self._writer.mark_unpublished(conn, [p.seq for p in pending], sent_at)
+                marked = self._writer.claim_unpublished(conn, [p.seq for p in pending], sent_at)
                 claimed = [p for p in pending if p.seq in marked]
                 if claimed:
-                    publish(claimed)
-                    self._writer.append_events(conn, _published_events(claimed, sent_at))
+                    publish(claimed)  # a failure rolls back the marks and their events
             return len(claimed), None
         sent_at = utcnow()
         publish(pending)

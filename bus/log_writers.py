@@ -198,13 +198,17 @@ class PostgresWriter(CoreWriter):
                     inserted.append(row)
         return new, inserted
 
-    def mark_unpublished(self, conn: Connection, seqs: list[int], now: dt.datetime) -> set[int]:
-        """Mark those of these messages that are still unpublished; returns their seqs. Their
-        rows stay locked until the transaction ends (the relay's fast path, PostgreSQL only:
-        SQLite has one relay and marks in the group commit)."""
+    def claim_unpublished(self, conn: Connection, seqs: list[int], now: dt.datetime) -> set[int]:
+        """Mark those of these messages that are still unpublished, with their PUBLISHED events,
+        in one statement; returns their seqs. Their rows stay locked until the transaction
+        ends, which commits only once the broker confirmed them (the relay's fast path,
+        PostgreSQL only: SQLite has one relay and marks in the group commit)."""
         with raw_cursor(conn) as cur:
-            cur.execute("UPDATE messages SET published_at = %b WHERE seq = ANY(%b::int8[]) AND published_at IS NULL "
-                        "RETURNING seq", (now, seqs))
+            cur.execute("WITH m AS (UPDATE messages SET published_at = %b WHERE seq = ANY(%b::int8[]) "
+                        "AND published_at IS NULL RETURNING seq, message_id, source), "
+                        "e AS (INSERT INTO events (kind, at, message_seq, message_id, source) "
+                        "SELECT 'PUBLISHED', %b, seq, message_id, source FROM m ORDER BY seq) "
+                        "SELECT seq FROM m", (now, seqs, now))
             return {row.seq for row in cur.fetchall()}
 
 

@@ -90,6 +90,40 @@ def test_after_postgresql_drops_its_connections_the_next_acceptance_still_commit
             assert conn.scalar(select(func.count()).select_from(Message)) == 4
 
 
+def test_a_replayed_nonce_logs_nothing_of_its_request_while_a_fresh_one_in_the_same_commit_is_accepted(backend):
+    """Nonces are recorded in the same commit as the messages: a request whose nonce was used
+    before (earlier, or earlier in the same group commit) leaves no message row and no body,
+    only its REJECTED event, and a fresh request for the same message id beside it is taken."""
+    import hashlib
+
+    from bus.exchange_log import NonceReplayed
+    from bus.models import MessageBody
+    with Hub(backend.settings()).start(relay=False) as hub:
+        _, first = with_message_id(sample("CaseResult-approved.xml"))
+        assert hub.acceptance.accept(first, system=SYSTEM, nonce=(SYSTEM, "nonce-one")).status == ACCEPTED
+        message_id, data = with_message_id(sample("CaseResult-approved.xml"))
+        other_id, other = with_message_id(sample("CaseResult-rejected.xml"))
+        envelope, other_envelope = (hub.acceptance.check(d, system=SYSTEM) for d in (data, other))
+        # A large batch ahead keeps the committer busy, so the three below share the next commit.
+        log = hub.log
+        backlog = [log.submit(hub.acceptance.check(body, system=SYSTEM)) for _, body in case_results(300)]
+        replayed = log.submit(envelope, nonce=(SYSTEM, "nonce-one"))
+        fresh = log.submit(envelope, nonce=(SYSTEM, "nonce-two"))
+        repeated_in_batch = log.submit(other_envelope, nonce=(SYSTEM, "nonce-two"))
+        assert all(f.result(timeout=30).status == ACCEPTED for f in backlog)
+        for future in (replayed, repeated_in_batch):
+            with pytest.raises(NonceReplayed):
+                future.result(timeout=30)
+        assert fresh.result(timeout=30).status == ACCEPTED
+        with hub.engine.connect() as conn:
+            assert conn.scalar(select(func.count()).select_from(Message).where(Message.message_id == message_id)) == 1
+            assert conn.scalar(select(func.count()).select_from(Message).where(Message.message_id == other_id)) == 0
+            assert conn.scalar(select(func.count()).select_from(MessageBody).where(
+                MessageBody.digest == hashlib.sha256(other).hexdigest())) == 0
+        assert [e.code for e in _events(hub, "REJECTED")] == ["WSSE_NONCE_REPLAYED"] * 2
+        assert len([e for e in _events(hub, "RECEIVED") if e.message_id == message_id]) == 1
+
+
 def test_reused_message_id_with_other_content_is_rejected_and_changes_nothing(backend):
     with Hub(backend.settings()).start(relay=False) as hub:
         message_id, data = with_message_id(sample("CaseResult-approved.xml"))
