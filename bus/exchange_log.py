@@ -202,7 +202,8 @@ class ExchangeLog:
                 self._nonces_purged_at = now
             requests = [e for e in batch if id(e) not in results]
             firsts, replays = _first_nonces(requests)
-            candidates = [e for e in requests if not any(e is r for r in replays)]
+            repeated = set(map(id, replays))
+            candidates = [e for e in requests if id(e) not in repeated]
             new_nonces, inserted = self._writer.store(
                 conn, now, list(firsts), self._kept_bodies(candidates),
                 [(_message_row(e.envelope, receipt_ids[id(e)], now), e.nonce)
@@ -317,8 +318,8 @@ class ExchangeLog:
         makes the mark wait for it, then find it published), only those are published, and
         the transaction commits once the broker confirmed them: two relays never both publish
         a message, however late either is. Should the publish fail, the rollback takes back
-        the marks and the events. SQLite has one relay,
-        so the record rides in the next group commit instead of a transaction of its own."""
+        the marks and the events. SQLite has one relay, so the record rides in the next group
+        commit instead of a transaction of its own."""
         if self.engine.dialect.name == "postgresql":
             with self._writer.transaction(self.engine) as conn:
                 sent_at = utcnow()

@@ -4,10 +4,11 @@ way rows travel differs, because that is where the time goes:
 - `CoreWriter` (SQLite, and any database SQLAlchemy speaks): Core inserts with
   ON CONFLICT DO NOTHING ... RETURNING.
 - `PostgresWriter`: one INSERT ... SELECT FROM unnest(column arrays) ... RETURNING per
-  table, the arrays sent as binary parameters; an acceptance batch (nonces, bodies,
-  messages, their RECEIVED events) as one statement of data-modifying CTEs (`store`). Measured on the 2-core machine: ~3 µs of
+  table, the arrays sent as binary parameters. Measured on the 2-core machine: ~3 µs of
   client CPU per 16-column row at 500 rows (COPY: 2.7; text arrays: 11; SQLAlchemy's
-  executemany: ~180), and unlike COPY it runs in pipeline mode (see `transaction`).
+  executemany: ~180), and unlike COPY it runs in pipeline mode (see `transaction`). An
+  acceptance batch (nonces, bodies, messages, their RECEIVED events) is one statement of
+  data-modifying CTEs (`store`).
 
 Both run inside the caller's transaction: the writer's `transaction(engine)`, or any
 SQLAlchemy Connection from engine.begin() outside pipeline mode."""

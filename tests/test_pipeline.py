@@ -104,7 +104,8 @@ def test_a_replayed_nonce_logs_nothing_of_its_request_while_a_fresh_one_in_the_s
         message_id, data = with_message_id(sample("CaseResult-approved.xml"))
         other_id, other = with_message_id(sample("CaseResult-rejected.xml"))
         envelope, other_envelope = (hub.acceptance.check(d, system=SYSTEM) for d in (data, other))
-        # A large batch ahead keeps the committer busy, so the three below share the next commit.
+        # A backlog ahead keeps the committer busy, so the three below most likely share one
+        # commit (what they must come to holds either way).
         log = hub.log
         backlog = [log.submit(hub.acceptance.check(body, system=SYSTEM)) for _, body in case_results(300)]
         replayed = log.submit(envelope, nonce=(SYSTEM, "nonce-one"))
