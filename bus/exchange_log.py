@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from bus.envelope import Envelope
 from bus.errors import FieldError, HuitongError, RejectedMessage, StoreUnavailable
-from bus.log_writers import event_row, writer_for
+from bus.log_writers import Nonce, event_row, writer_for
 from bus.logs import get_logger
 from bus.models import Event, HubState, Message, MessageBody
 from bus.receipts import ACCEPTED, DUPLICATE, REJECTED, Receipt
@@ -37,7 +37,6 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
-Nonce = tuple[str, str]  # (system id, WS-Security nonce)
 
 
 class NonceReplayed(HuitongError):
@@ -197,9 +196,7 @@ class ExchangeLog:
                 if isinstance(entry, _Published):
                     self._mark_published(conn, entry.pending, entry.sent_at)
                     results[id(entry)] = None
-            if self.nonce_keep_seconds and now - self._nonces_purged_at > dt.timedelta(seconds=60):
-                self._writer.purge_nonces(conn, now - dt.timedelta(seconds=self.nonce_keep_seconds))
-                self._nonces_purged_at = now
+            self._purge_nonces_when_due(conn, now)
             requests = [e for e in batch if id(e) not in results]
             firsts, replays = _first_nonces(requests)
             repeated = set(map(id, replays))
@@ -232,6 +229,12 @@ class ExchangeLog:
                 events.append(event)
             self._writer.append_events(conn, events)
         return [results[id(e)] for e in batch], fresh
+
+    def _purge_nonces_when_due(self, conn, now: dt.datetime) -> None:
+        """Once a minute, forget nonces older than the window kept for replay checks."""
+        if self.nonce_keep_seconds and now - self._nonces_purged_at > dt.timedelta(seconds=60):
+            self._writer.purge_nonces(conn, now - dt.timedelta(seconds=self.nonce_keep_seconds))
+            self._nonces_purged_at = now
 
     def _kept_bodies(self, entries: list) -> list:
         """((digest, content), nonce) of every body the batch keeps: each message's, and a
