@@ -127,7 +127,8 @@ def test_operator_and_auditor_in_a_real_browser(demo, tmp_path):
             assert "DESTINATION_TIMEOUT" in operator.inner_text("#last-error")
             assert "<hx:Envelope" in operator.inner_text("#body")  # the original message, shown as text
             _shot(operator, "2-operator-dead-letter")
-            operator.click("#retry")
+            with operator.expect_navigation():  # the retry's POST lands before any reload below
+                operator.click("#retry")
             operator.wait_for_url(f"{base}/dead-letters/{letter_ids[0]}")
             _until(lambda: "now DELIVERED" in operator.inner_text("main"), 30, operator, reload=True)
             _shot(operator, "3-operator-retried-delivered")
@@ -154,7 +155,10 @@ def test_operator_and_auditor_in_a_real_browser(demo, tmp_path):
             case_number = found["result"]["items"][0]["case_number"]
             auditor.goto(base + "/messages")
             auditor.fill("input[name=case_number]", case_number)
-            auditor.click("form.search button[type=submit]")
+            # the search is a form POST: wait for its result page, not the search page it replaces
+            with auditor.expect_navigation():
+                auditor.click("form.search button[type=submit]")
+            auditor.wait_for_selector("#results tbody tr")
             rows = auditor.locator("#results tbody tr")
             assert rows.count() >= 1 and case_number in auditor.inner_text("#results")
             _shot(auditor, "5-auditor-search")
