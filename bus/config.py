@@ -48,6 +48,11 @@ class RelaySettings(Section):
     batch_size: int = Field(500, ge=1, le=10_000)
     poll_interval: float = Field(0.5, gt=0, le=60)
     confirm_timeout: float = Field(30.0, gt=0, le=600)
+    # After a batch that was not full the relay waits this long before the next, so under load
+    # the messages of many group commits share one transaction and one confirm round (measured
+    # on the 2-core VM: SOAP pushes +24 % at 0.05 s). An idle relay still sends at once; under
+    # load a message waits up to this long for its publish.
+    linger_seconds: float = Field(0.05, ge=0, le=5)
     # The log scan leaves messages younger than this to the relay of the process that accepted
     # them; after a crash, recovery starts this much later.
     scan_grace_seconds: float = Field(5.0, ge=0, le=600)

@@ -41,7 +41,7 @@ class Hub:
         self.relay = Relay(self.log, Publisher(settings.broker_url, confirm_timeout=settings.relay.confirm_timeout,
                                                queues=queues),
                            batch_size=settings.relay.batch_size, poll_interval=settings.relay.poll_interval,
-                           scan_grace=settings.relay.scan_grace_seconds)
+                           scan_grace=settings.relay.scan_grace_seconds, linger=settings.relay.linger_seconds)
         self.log.on_commit.append(self.relay.offer)
         self._relay_running = False
         self._started = False

@@ -5,8 +5,10 @@ crash or a broker outage re-publishing from the log is all recovery takes.
 Fast path: the log hands each commit's new messages to `offer`, and the relay publishes
 them from memory instead of reading them back. Whenever that memory may be incomplete (at
 start, after a failure, after an overflow, or when idle) it scans the log, which stays the
-truth. The scan takes only messages older than `scan_grace` seconds: younger ones belong to
-the fast path of the process that accepted them (several hub workers share one database).
+truth. Under load the relay lingers a moment after each batch (`linger`), so one claim and
+one confirm round carry many group commits. The scan takes only messages older than
+`scan_grace` seconds: younger ones belong to the fast path of the process that accepted
+them (several hub workers share one database).
 On PostgreSQL both paths lock the rows they publish until PUBLISHED is committed, so a late
 fast path and another process's scan never both send one message. A message goes out twice
 only after a failure between the broker's confirm and that commit, with the same message
@@ -28,13 +30,14 @@ log = get_logger("huitong.relay")
 class Relay:
     def __init__(self, exchange_log: ExchangeLog, publisher: Publisher, *,
                  batch_size: int = 500, poll_interval: float = 0.5, max_backoff: float = 15.0,
-                 scan_grace: float = 5.0):
+                 scan_grace: float = 5.0, linger: float = 0.0):
         self.log = exchange_log
         self.publisher = publisher
         self.batch_size = batch_size
         self.poll_interval = poll_interval
         self.max_backoff = max_backoff
         self.scan_grace = scan_grace
+        self.linger = linger
         self.max_offered = batch_size * 20
         self._offered: deque = deque()
         self._scan_needed = True  # at start the log may hold what an earlier process left
@@ -143,7 +146,12 @@ class Relay:
                 self.last_error, backoff = None, 0.5
                 if count:
                     log.debug("relay.published", count=count)
-                    continue  # more may be waiting: no sleep between full batches
+                    if count < self.batch_size and self.linger:
+                        # Let the next commits gather: one claim, one commit and one confirm
+                        # round per linger instead of one per group commit. A full batch means
+                        # a backlog, which goes on at once.
+                        self._stop.wait(self.linger)
+                    continue
             except BrokerUnavailable as exc:
                 self._note_failure(str(exc))
                 self._stop.wait(backoff)

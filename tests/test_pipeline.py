@@ -176,6 +176,30 @@ def test_concurrent_senders_share_commits_and_nothing_is_lost(backend):
         capture.close()
 
 
+def test_under_load_the_relay_sends_what_commits_during_its_linger_as_one_batch(backend):
+    """relay.linger_seconds: after a batch the relay waits, so the messages of several group
+    commits go out together (one claim, one commit, one confirm round) instead of one batch
+    per commit; every one of them is still published, and once."""
+    capture = Capture(backend.broker_url)
+    try:
+        with Hub(backend.settings(relay__linger_seconds=2)) as hub:
+            batches: list[int] = []
+            publish = hub.relay.publisher.publish_batch
+            hub.relay.publisher.publish_batch = lambda pending: (batches.append(len(pending)), publish(pending))[1]
+            messages = case_results(4)
+            assert hub.accept(messages[0][1], system=SYSTEM).status == ACCEPTED
+            assert _eventually(lambda: batches == [1])  # a quiet relay sends at once
+            for _, data in messages[1:]:  # three commits while the relay lingers
+                assert hub.accept(data, system=SYSTEM).status == ACCEPTED
+            assert _eventually(lambda: sum(batches) == 4)
+            assert batches == [1, 3]
+            seen = capture.collect({mid for mid, _ in messages})
+        assert all(seen[mid] == 1 for mid, _ in messages)
+        assert len(_events(hub, "PUBLISHED")) == 4
+    finally:
+        capture.close()
+
+
 def test_crash_before_publish_loses_nothing(backend):
     """A hub that logged but never published (it died): the next hub's relay sends everything."""
     messages = case_results(50)
