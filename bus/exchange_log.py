@@ -37,8 +37,6 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
-
-
 class NonceReplayed(HuitongError):
     """The request's nonce was recorded before: a replay. Nothing of it was logged but that."""
 

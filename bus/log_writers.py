@@ -250,7 +250,9 @@ _STORE = (
     "e AS (INSERT INTO events (kind, at, message_seq, message_id, source, digest, detail) "
     "SELECT 'RECEIVED', received_at, seq, message_id, source, digest, '{\"receipt_id\": \"' || receipt_id || '\"}' "
     "FROM m ORDER BY seq) "
-    "SELECT seq, receipt_id, source, message_id, digest, received_at FROM m "
+    # The inserted rows, then each new nonce as a row with a NULL seq and (system id, nonce)
+    # in the (source, message_id) places of RETURNED.
+    f"SELECT {', '.join(RETURNED)} FROM m "
     "UNION ALL SELECT NULL, NULL, system_id, nonce, NULL, NULL FROM n")
 
 _INSERT_EVENTS = f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) SELECT * FROM unnest({unnest_params(EVENT_COLUMNS)})"
