@@ -1,6 +1,7 @@
 """The baseline for the SOAP benchmark: a bare spyne service with the same operation and
 types as /ws/exchange that answers at once (no security, no validation, no log, no broker),
-served the same way (gunicorn 'bench.soap_echo:application()')."""
+served the same ways (gunicorn 'bench.soap_echo:application()'; uvicorn --factory
+bench.soap_echo:asgi_application)."""
 from __future__ import annotations
 
 import datetime as dt
@@ -29,3 +30,11 @@ def application():
     app = Application([EchoService], tns=t.NS, name="HuitongExchange",
                       in_protocol=Soap11(validator=None), out_protocol=Soap11())
     return WsgiApplication(app)
+
+
+def asgi_application():
+    """The echo under uvicorn, through the bridge bus.asgi gives the hub's WSGI parts."""
+    import os
+
+    from a2wsgi import WSGIMiddleware
+    return WSGIMiddleware(application(), workers=int(os.environ.get("HUITONG_HTTP__THREADS", "8")))

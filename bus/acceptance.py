@@ -2,6 +2,8 @@
 envelope says, commit to the exchange log, answer with a receipt. One log event per message."""
 from __future__ import annotations
 
+import asyncio
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 import structlog
@@ -80,14 +82,31 @@ class Acceptance:
         """Validate and commit; returns ACCEPTED, DUPLICATE or REJECTED once the log holds it.
         Raises StoreUnavailable when the log cannot commit (the sender should retry), and
         NonceReplayed when the request's nonce (recorded in the same commit) was seen before."""
+        future, envelope = self.submit(data, system=system, grants=grants, nonce=nonce)
+        return self._noted(future.result(), envelope, system)
+
+    async def accept_async(self, data: bytes, *, system: str, grants: frozenset[str] | None = None,
+                           nonce: tuple[str, str] | None = None) -> Receipt:
+        """accept() for a coroutine (the ASGI push): the event loop serves other requests
+        while the group commit runs, and no thread of the caller's waits for it."""
+        future, envelope = self.submit(data, system=system, grants=grants, nonce=nonce)
+        return self._noted(await asyncio.wrap_future(future), envelope, system)
+
+    def submit(self, data: bytes, *, system: str, grants: frozenset[str] | None = None,
+               nonce: tuple[str, str] | None = None) -> tuple[Future, Envelope | None]:
+        """Validate and queue for the next group commit without waiting: the future resolves
+        to the Receipt once the log holds it. The envelope is None for a refusal."""
         try:
             envelope = self.check(data, system=system, grants=grants)
         except RejectedMessage as rejection:
-            receipt = self.log.reject(rejection, source=system, body=data, nonce=nonce)
-            log.info("message.rejected", system=system, message_id=rejection.message_id,
-                     code=rejection.code, errors=len(rejection.errors), receipt_id=receipt.receipt_id)
+            return self.log.submit_reject(rejection, source=system, body=data, nonce=nonce), None
+        return self.log.submit(envelope, nonce=nonce), envelope
+
+    def _noted(self, receipt: Receipt, envelope: Envelope | None, system: str) -> Receipt:
+        if envelope is None:
+            log.info("message.rejected", system=system, message_id=receipt.message_id,
+                     code=receipt.errors[0].code, errors=len(receipt.errors), receipt_id=receipt.receipt_id)
             return receipt
-        receipt = self.log.accept(envelope, nonce=nonce)
         with structlog.contextvars.bound_contextvars(message_id=envelope.message_id, system=system):
             log.info("message.received", type=envelope.type, status=receipt.status,
                      receipt_id=receipt.receipt_id, case_number=envelope.keys.case_number)

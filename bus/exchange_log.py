@@ -116,9 +116,6 @@ class ExchangeLog:
             self._thread = None
 
     # -- acceptance (any thread) ---------------------------------------------------------
-    def accept(self, envelope: Envelope, *, nonce: Nonce | None = None) -> Receipt:
-        return self.submit(envelope, nonce=nonce).result()
-
     def submit(self, envelope: Envelope, *, nonce: Nonce | None = None) -> Future:
         """Queue an acceptance; the future resolves to its Receipt once committed. A request
         nonce is recorded in the same transaction, so replay protection costs no extra

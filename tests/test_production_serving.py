@@ -1,6 +1,7 @@
-"""The HTTP app under gunicorn with several worker processes, on PostgreSQL + RabbitMQ: what
-production runs. Pushes from concurrent clients are all accepted and routed once, and a nonce
-used with one worker cannot be replayed to another."""
+"""The HTTP app under a multi-worker server, on PostgreSQL + RabbitMQ: what production runs,
+with gunicorn (bus.wsgi) and with uvicorn (bus.asgi). Pushes from concurrent clients are all
+accepted and routed once, a nonce used with one worker cannot be replayed to another, and the
+console, WSDL and queries are served too."""
 from __future__ import annotations
 
 import os
@@ -25,8 +26,15 @@ from tests.helpers.soap import (SECRET, envelope, fault_of, free_port, post, pus
 SYSTEM = "320382.scjgj.djxt"
 
 
-@pytest.fixture
-def gunicorn_hub(postgres_url, tmp_path):
+SERVERS = {
+    "gunicorn": ["gunicorn", "--workers", "2", "--threads", "4", "--bind", "127.0.0.1:{port}", "bus.wsgi:application()"],
+    "uvicorn": ["uvicorn", "--factory", "bus.asgi:application", "--workers", "2", "--host", "127.0.0.1",
+                "--port", "{port}"],
+}
+
+
+@pytest.fixture(params=list(SERVERS))
+def served_hub(request, postgres_url, tmp_path):
     require_services()
     from tests.conftest import AMQP_URL, Backend
     backend = Backend("services", postgres_url, AMQP_URL)
@@ -35,12 +43,11 @@ def gunicorn_hub(postgres_url, tmp_path):
     with Hub(backend.settings(state_dir=tmp_path / "state")).start(relay=False) as hub:
         hub.systems.add(SYSTEM, name="sample", secret=SECRET, grants=["CaseResult", "CaseProcess"])
     port = free_port()
-    gunicorn = Path(sys.executable).with_name("gunicorn")
-    output = tmp_path / "gunicorn.log"  # read back by a failing test: what the workers said
+    program, *arguments = SERVERS[request.param]
+    command = [str(Path(sys.executable).with_name(program))] + [a.format(port=port) for a in arguments]
+    output = tmp_path / "server.log"  # read back by a failing test: what the workers said
     with output.open("w") as log:  # the child keeps its own copy of the descriptor
-        proc = subprocess.Popen([str(gunicorn), "--workers", "2", "--threads", "4", "--bind", f"127.0.0.1:{port}",
-                                 "bus.wsgi:application()"], cwd=tmp_path, env=env,
-                                stdout=log, stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
     proc.output = output
     deadline = time.monotonic() + 60
     while True:
@@ -48,7 +55,7 @@ def gunicorn_hub(postgres_url, tmp_path):
             urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2)
             break
         except OSError:
-            assert proc.poll() is None and time.monotonic() < deadline, "gunicorn did not come up"
+            assert proc.poll() is None and time.monotonic() < deadline, f"{program} did not come up"
             time.sleep(0.3)
     try:
         yield proc, f"http://127.0.0.1:{port}", backend
@@ -63,13 +70,14 @@ def _said(proc) -> str:
 
 
 def _workers(proc) -> list[int]:
-    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(proc.pid)], capture_output=True, text=True).stdout
-    return [int(pid) for pid in out.split()]
+    """The server's worker processes (uvicorn's multiprocessing also starts a resource tracker)."""
+    out = subprocess.run(["ps", "-ww", "-o", "pid=,args=", "--ppid", str(proc.pid)], capture_output=True, text=True).stdout
+    return [int(line.split()[0]) for line in out.splitlines() if "resource_tracker" not in line]
 
 
 @pytest.mark.services
-def test_two_workers_accept_concurrent_pushes_and_route_each_once(gunicorn_hub):
-    proc, base, backend = gunicorn_hub
+def test_two_workers_accept_concurrent_pushes_and_route_each_once(served_hub):
+    proc, base, backend = served_hub
     assert len(_workers(proc)) == 2
     capture = Capture(backend.broker_url, f"CaseResult.{SYSTEM}")
     try:
@@ -90,11 +98,31 @@ def test_two_workers_accept_concurrent_pushes_and_route_each_once(gunicorn_hub):
 
 
 @pytest.mark.services
-def test_a_nonce_used_with_one_worker_is_refused_by_every_worker(gunicorn_hub):
-    _, base, _ = gunicorn_hub
+def test_a_nonce_used_with_one_worker_is_refused_by_every_worker(served_hub):
+    _, base, _ = served_hub
     request = envelope(push_message(with_message_id(sample("CaseResult-approved.xml"))[1]),
                        security_header(SYSTEM, SECRET, nonce=uuid.uuid4().bytes))
     with ThreadPoolExecutor(8) as pool:
         answers = list(pool.map(lambda _: post(f"{base}/ws/exchange", request)[1], range(16)))
     outcomes = sorted(fault_of(doc)[1] if fault_of(doc) else receipt_of(doc)["status"] for doc in answers)
     assert outcomes == ["ACCEPTED"] + ["WSSE_NONCE_REPLAYED"] * 15
+
+
+@pytest.mark.services
+def test_zeep_pushes_and_queries_from_the_wsdl_and_the_console_is_served(served_hub):
+    """What the ASGI server hands to the WSGI app (WSDL, QueryReceipt, the console) works
+    beside the pushes it answers itself."""
+    from zeep import Client
+    from zeep.wsse.username import UsernameToken
+
+    from tests.test_soap import CASE_RESULT
+    _, base, _ = served_hub
+    client = Client(f"{base}/ws/exchange?wsdl", wsse=UsernameToken(SYSTEM, SECRET, use_digest=True))
+    message_id = str(uuid.uuid4())
+    first = client.service.PushCaseResult(messageId=message_id, caseResult=CASE_RESULT)
+    again = client.service.PushCaseResult(messageId=message_id, caseResult=CASE_RESULT)
+    found = client.service.QueryReceipt(messageId=message_id)
+    assert (first.status, again.status, found.status) == ("ACCEPTED", "DUPLICATE", "ACCEPTED")
+    assert again.receiptId == found.receiptId == first.receiptId
+    with urllib.request.urlopen(f"{base}/login", timeout=10) as page:
+        assert page.status == 200 and b"<form" in page.read()

@@ -52,12 +52,13 @@ TYPED = {"CaseAccepted": ("PushCaseAccepted", "caseAccepted", CASE_ACCEPTED),
          "CaseResult": ("PushCaseResult", "caseResult", CASE_RESULT)}
 
 
-@pytest.fixture(params=["fast_push", "spyne_push"])
+@pytest.fixture(params=["fast_push", "spyne_push", "asgi"])
 def running(request, backend, tmp_path):
-    """A hub on a real port; pushes through the fast path and, again, through spyne."""
+    """A hub on a real port; pushes through the fast path, again through spyne, and again
+    under uvicorn (bus.asgi: the fast path's checks, answered in the event loop)."""
     settings = backend.settings(state_dir=tmp_path / "state", soap__rate_limit_per_system=1000,
-                                soap__fast_push=request.param == "fast_push")
-    hub = RunningHub(settings)
+                                soap__fast_push=request.param != "spyne_push")
+    hub = RunningHub(settings, asgi=request.param == "asgi")
     hub.hub.systems.add(SYSTEM, name="登记系统 (sample)", secret=SECRET, grants=CASE_TYPES)
     try:
         yield hub
@@ -294,7 +295,7 @@ def test_a_system_over_its_rate_limit_is_told_to_slow_down(backend, tmp_path):
 def test_an_internal_failure_is_a_server_fault_with_a_reference_not_a_stack_trace(running, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("connection string postgresql://admin:hunter2@db/secret")
-    monkeypatch.setattr(running.hub.acceptance, "accept", broken)
+    monkeypatch.setattr(running.hub.acceptance, "submit", broken)
     status, doc = post(running.url, envelope(push_message(sample("CaseResult-approved.xml")),
                                              security_header(SYSTEM, SECRET)))
     faultcode, _, text = fault_of(doc)

@@ -34,16 +34,26 @@ def free_port() -> int:
 
 
 class RunningHub:
-    """Hub + waitress on 127.0.0.1:<free port>, in this process."""
+    """Hub + an HTTP server on 127.0.0.1:<free port>, in this process: waitress (the WSGI app,
+    as `huitong serve` runs it) or, with asgi=True, uvicorn (bus.asgi, as production may)."""
 
-    def __init__(self, settings):
+    def __init__(self, settings, *, asgi: bool = False):
         self.hub = Hub(settings).start()
         self.port = free_port()
-        self.server = waitress.create_server(create_app(self.hub), host="127.0.0.1", port=self.port,
-                                             **serve_options(settings))
+        if asgi:
+            import uvicorn
+
+            from bus.asgi import create_asgi_app
+            self.server = uvicorn.Server(uvicorn.Config(create_asgi_app(self.hub), host="127.0.0.1", port=self.port,
+                                                        lifespan="off", log_level="warning"))
+        else:
+            self.server = waitress.create_server(create_app(self.hub), host="127.0.0.1", port=self.port,
+                                                 **serve_options(settings))
         self._closing = False
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
+        if asgi:
+            _wait_until(lambda: self.server.started, "uvicorn did not start")
         self.url = f"http://127.0.0.1:{self.port}/ws/exchange"
 
     def _serve(self) -> None:
@@ -55,9 +65,21 @@ class RunningHub:
 
     def close(self) -> None:
         self._closing = True
-        self.server.close()
+        if hasattr(self.server, "should_exit"):
+            self.server.should_exit = True
+            self.thread.join(timeout=30)
+        else:
+            self.server.close()
         self.hub.stop()
         delete_route_queues(self.hub)
+
+
+def _wait_until(condition, message: str, timeout: float = 30) -> None:
+    import time
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, message
+        time.sleep(0.02)
 
 
 def delete_route_queues(hub: Hub) -> None:
