@@ -39,6 +39,13 @@ class XmlSettings(Section):
 class LogStoreSettings(Section):
     """Group commit of the exchange log: how many acceptances share one transaction."""
     max_batch: int = Field(500, ge=1, le=10_000)
+    # Under load (the last commit held more than one acceptance) the committer waits this long
+    # after the first acceptance for more to join the commit: fewer, larger transactions, each
+    # costing the database and the committer about the same however many rows it holds.
+    # Measured on the 2-core VM, SOAP pushes under uvicorn: 3.2 -> 5-6 acceptances a commit,
+    # CPU per push -7 to -15 %, accepted/s +5 to +10 % at 0.0005-0.001 s. A lone acceptance
+    # on a quiet hub never waits.
+    commit_linger_seconds: float = Field(0.001, ge=0, le=5)
     # Write durability for SQLite: FULL survives power loss, NORMAL only process crashes.
     sqlite_synchronous: str = Field("FULL", pattern="^(FULL|NORMAL)$")
 

@@ -13,6 +13,7 @@ import os
 import queue
 import re
 import threading
+import time
 import uuid
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -84,9 +85,10 @@ class Pending:
 
 class ExchangeLog:
     def __init__(self, engine: Engine, *, max_batch: int = 500, keep_rejected_bodies_up_to: int = 1 << 20,
-                 nonce_keep_seconds: float = 600.0):
+                 nonce_keep_seconds: float = 600.0, commit_linger: float = 0.0):
         self.engine = engine
         self.max_batch = max_batch
+        self.commit_linger = commit_linger
         self.keep_rejected_bodies_up_to = keep_rejected_bodies_up_to
         self.nonce_keep_seconds = nonce_keep_seconds
         self._nonces_purged_at = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
@@ -143,20 +145,13 @@ class ExchangeLog:
 
     # -- committer thread ----------------------------------------------------------------
     def _run(self) -> None:
+        busy = False  # the last commit held more than one entry: the hub is under load
         while True:
             item = self._queue.get()
             if item is None:
                 return
-            batch = [item]
-            while len(batch) < self.max_batch:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    self._queue.put(None)
-                    break
-                batch.append(item)
+            batch = self._gather(item, self.commit_linger if busy else 0.0)
+            busy = len(batch) > 1
             try:
                 try:
                     results, fresh = self._commit(batch)
@@ -178,6 +173,28 @@ class ExchangeLog:
             if fresh:
                 for callback in self.on_commit:
                     callback(fresh)
+
+    def _gather(self, first, linger: float) -> list:
+        """The first entry and whatever else is queued, up to max_batch; with a linger, also
+        what arrives that long after the first. A stop (None) ends the batch and stays queued."""
+        batch = [first]
+        deadline = time.monotonic() + linger
+        while len(batch) < self.max_batch:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                try:
+                    item = self._queue.get(timeout=left)
+                except queue.Empty:
+                    break
+            if item is None:
+                self._queue.put(None)
+                break
+            batch.append(item)
+        return batch
 
     def _commit(self, batch: list) -> tuple[list, list[Pending]]:
         """One transaction for the whole batch: nonces, bodies, new message rows, events.

@@ -30,7 +30,8 @@ class Hub:
         self.validator = MessageValidator(XmlLimits(**settings.xml.model_dump()))
         self.log = ExchangeLog(self.engine, max_batch=settings.log_store.max_batch,
                                keep_rejected_bodies_up_to=settings.xml.max_bytes,
-                               nonce_keep_seconds=2 * settings.soap.created_tolerance_seconds)
+                               nonce_keep_seconds=2 * settings.soap.created_tolerance_seconds,
+                               commit_linger=settings.log_store.commit_linger_seconds)
         self.acceptance = Acceptance(self.validator, self.log)
         self.systems = SystemRegistry(self.engine, SecretBox.from_settings(settings),
                                       cache_seconds=settings.soap.registry_cache_seconds)

@@ -200,6 +200,34 @@ def test_under_load_the_relay_sends_what_commits_during_its_linger_as_one_batch(
         capture.close()
 
 
+def test_under_load_the_committer_lingers_so_acceptances_arriving_meanwhile_share_a_commit(backend):
+    """log_store.commit_linger_seconds: after a commit of several acceptances, the next commit
+    waits that long after its first one for more; a lone acceptance on a quiet hub never waits."""
+    with Hub(backend.settings(log_store__commit_linger_seconds=2, relay__enabled=False)) as hub:
+        commits: list[int] = []
+        hub.log.on_commit.append(lambda fresh: commits.append(len(fresh)))
+        first, *burst = case_results(6)
+        started = time.monotonic()
+        assert hub.accept(first[1], system=SYSTEM).status == ACCEPTED
+        assert time.monotonic() - started < 1.5 and commits == [1]  # quiet: no linger
+        # Two acceptances queue while the committer is held in a third's commit: the next takes both.
+        entered, release, commit = threading.Event(), threading.Event(), hub.log._commit
+        hub.log._commit = lambda batch: (entered.set(), release.wait(10), commit(batch))[2]
+        held = hub.acceptance.submit(burst[0][1], system=SYSTEM)[0]
+        assert entered.wait(10)
+        queued = [hub.acceptance.submit(data, system=SYSTEM)[0] for _, data in burst[1:3]]
+        release.set()
+        assert [f.result(timeout=10).status for f in [held, *queued]] == [ACCEPTED] * 3
+        hub.log._commit = commit
+        assert commits == [1, 1, 2]  # the last commit held two: under load now
+        spaced = []
+        for _, data in burst[3:]:  # 0.2 s apart, within the linger of the first
+            spaced.append(hub.acceptance.submit(data, system=SYSTEM)[0])
+            time.sleep(0.2)
+        assert [future.result(timeout=10).status for future in spaced] == [ACCEPTED] * 2
+        assert commits == [1, 1, 2, 2]
+
+
 def test_crash_before_publish_loses_nothing(backend):
     """A hub that logged but never published (it died): the next hub's relay sends everything."""
     messages = case_results(50)
