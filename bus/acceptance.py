@@ -90,7 +90,9 @@ class Acceptance:
         """accept() for a coroutine (the ASGI push): the event loop serves other requests
         while the group commit runs, and no thread of the caller's waits for it."""
         future, envelope = self.submit(data, system=system, grants=grants, nonce=nonce)
-        return self._noted(await asyncio.wrap_future(future), envelope, system)
+        # Shielded: a request cancelled meanwhile (a server stopping) must not cancel the queued
+        # acceptance; the committer commits it and answers every future it took.
+        return self._noted(await asyncio.shield(asyncio.wrap_future(future)), envelope, system)
 
     def submit(self, data: bytes, *, system: str, grants: frozenset[str] | None = None,
                nonce: tuple[str, str] | None = None) -> tuple[Future, Envelope | None]:

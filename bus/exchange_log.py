@@ -152,6 +152,8 @@ class ExchangeLog:
                 return
             batch = self._gather(item, self.commit_linger if busy else 0.0)
             busy = len(batch) > 1
+            if not batch:
+                continue
             try:
                 try:
                     results, fresh = self._commit(batch)
@@ -176,8 +178,10 @@ class ExchangeLog:
 
     def _gather(self, first, linger: float) -> list:
         """The first entry and whatever else is queued, up to max_batch; with a linger, also
-        what arrives that long after the first. A stop (None) ends the batch and stays queued."""
-        batch = [first]
+        what arrives that long after the first. A stop (None) ends the batch and stays queued.
+        An entry whose caller cancelled its future is left out; the others can no longer be
+        cancelled (concurrent.futures' protocol), so answering them cannot fail."""
+        batch = [first] if first.future.set_running_or_notify_cancel() else []
         deadline = time.monotonic() + linger
         while len(batch) < self.max_batch:
             try:
@@ -193,7 +197,8 @@ class ExchangeLog:
             if item is None:
                 self._queue.put(None)
                 break
-            batch.append(item)
+            if item.future.set_running_or_notify_cancel():
+                batch.append(item)
         return batch
 
     def _commit(self, batch: list) -> tuple[list, list[Pending]]:

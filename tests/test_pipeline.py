@@ -228,6 +228,28 @@ def test_under_load_the_committer_lingers_so_acceptances_arriving_meanwhile_shar
         assert commits == [1, 1, 2, 2]
 
 
+def test_a_cancelled_async_push_is_still_committed_and_the_committer_carries_on(backend):
+    """accept_async (the ASGI push) cancelled while its commit is under way, as when a server
+    stops: the message is logged all the same and the committer goes on serving others."""
+    import asyncio
+    with Hub(backend.settings(relay__enabled=False)) as hub:
+        (first_id, first), (_, second) = case_results(2)
+        entered, release, commit = threading.Event(), threading.Event(), hub.log._commit
+        hub.log._commit = lambda batch: (entered.set(), release.wait(10), commit(batch))[2]
+
+        async def cancelled_push():
+            task = asyncio.ensure_future(hub.acceptance.accept_async(first, system=SYSTEM))
+            await asyncio.get_running_loop().run_in_executor(None, entered.wait, 10)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+        asyncio.run(cancelled_push())
+        release.set()
+        assert hub.acceptance.submit(second, system=SYSTEM)[0].result(timeout=10).status == ACCEPTED  # alive
+        assert hub.log.find_receipt(SYSTEM, first_id) is not None  # and logged the first
+
+
 def test_crash_before_publish_loses_nothing(backend):
     """A hub that logged but never published (it died): the next hub's relay sends everything."""
     messages = case_results(50)
