@@ -51,6 +51,8 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=5_000_000, help="log: events in the searched log")
     parser.add_argument("--minutes", type=float, default=10.0, help="soak: how long")
     parser.add_argument("--rate", type=float, default=300.0, help="soak: SOAP pushes per second offered")
+    parser.add_argument("--server", choices=["serve", "uvicorn"], default="serve",
+                        help="soak: what serves the hub (huitong serve, or uvicorn --factory bus.asgi:application)")
     parser.add_argument("--open-cases", type=int, default=1_000_000, help="supervision: open cases recoloured")
     args = parser.parse_args()
     configure_logging("WARNING", "json")
@@ -79,7 +81,7 @@ def main() -> None:
     if args.part in ("all", "replay"):
         results["replay"] = bench_replay(min(args.messages, 20_000))
     if args.part in ("all", "soak"):  # `all` takes a short one, for the hub's memory under load
-        results["soak"] = bench_soak(args.minutes if args.part == "soak" else 1.5, args.rate)
+        results["soak"] = bench_soak(args.minutes if args.part == "soak" else 1.5, args.rate, args.server)
     if args.part in ("all", "supervision"):  # `all`: 200,000 open cases, on PostgreSQL only (the 1,000,000
         alone = args.part == "supervision"   # take 4 minutes a database: `bench supervision`)
         results["supervision" if alone else "supervision_in_all"] = bench_supervision(

@@ -30,17 +30,22 @@ SECRET = "sample-soak-secret-not-real"
 ROUTE = "soak-to-ferry"
 
 
-def bench_soak(minutes: float = 10.0, rate: float = 300.0) -> dict:
+# What serves the hub: `huitong serve` (waitress), or uvicorn in one process (bus.asgi).
+SERVERS = {"serve": "huitong serve", "uvicorn": "uvicorn bus.asgi"}
+
+
+def bench_soak(minutes: float = 10.0, rate: float = 300.0, server: str = "serve") -> dict:
     amqp, database = _env("AMQP_URL"), _env("DATABASE_URL")
     tmp = Path(tempfile.mkdtemp(prefix="huitong-soak-"))
     if amqp and database:
         db = _fresh_pg(database)
         with _dropped_after(database, db):
-            return _soak(tmp, db, amqp, minutes, rate, worker=True)
-    return _soak(tmp, f"sqlite:///{tmp / 'hub.db'}", "memory://", minutes, rate, worker=False)
+            return _soak(tmp, db, amqp, minutes, rate, worker=True, server=server)
+    return _soak(tmp, f"sqlite:///{tmp / 'hub.db'}", "memory://", minutes, rate, worker=False, server=server)
 
 
-def _soak(tmp: Path, database_url: str, broker_url: str, minutes: float, rate: float, *, worker: bool) -> dict:
+def _soak(tmp: Path, database_url: str, broker_url: str, minutes: float, rate: float, *, worker: bool,
+          server: str) -> dict:
     from tests.helpers.soap import free_port
     (tmp / "routes").mkdir()
     (tmp / "routes" / "route.yaml").write_text(f"id: {ROUTE}\nfrom: {{types: [CaseResult]}}\nto: [ferry]\n")
@@ -54,7 +59,10 @@ def _soak(tmp: Path, database_url: str, broker_url: str, minutes: float, rate: f
         "systems": [{"id": SYSTEM, "name": "soak (sample)", "secret": SECRET, "grants": ["CaseResult"]}],
         "logging": {"level": "WARNING", "format": "json"}}))
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    procs = {"hub": subprocess.Popen([sys.executable, "-m", "bus.cli", "serve", "--config", str(config)], env=env,
+    hub = ([sys.executable, "-m", "bus.cli", "serve", "--config", str(config)] if server == "serve" else
+           [str(Path(sys.executable).with_name("uvicorn")), "--factory", "bus.asgi:application", "--host", "127.0.0.1",
+            "--port", str(port), "--no-access-log", "--log-level", "warning"])
+    procs = {"hub": subprocess.Popen(hub, env={**env, "HUITONG_CONFIG": str(config)},
                                      stdout=subprocess.DEVNULL, stderr=open(tmp / "hub.log", "wb"))}
     if worker:
         procs["worker"] = subprocess.Popen([sys.executable, "-m", "bus.cli", "worker", "--config", str(config)],
@@ -85,7 +93,7 @@ def _soak(tmp: Path, database_url: str, broker_url: str, minutes: float, rate: f
                 proc.kill()
         if broker_url.startswith("amqp"):
             _delete_queue(broker_url)
-    return _verdict(samples, minutes, rate, counts, worker)
+    return _verdict(samples, minutes, rate, counts, worker, SERVERS[server])
 
 
 def _wait_up(url: str, proc) -> None:
@@ -175,11 +183,11 @@ def _delete_queue(broker_url: str) -> None:
                 pass
 
 
-def _verdict(samples: list[dict], minutes: float, rate: float, counts: dict, worker: bool) -> dict:
+def _verdict(samples: list[dict], minutes: float, rate: float, counts: dict, worker: bool, server: str) -> dict:
     result = {"minutes": minutes, "offered_msg_s": rate, "accepted": counts["accepted"], "failed": counts["failed"],
               "accepted_msg_s": round(counts["accepted"] / (minutes * 60), 1),
-              "layout": "huitong serve + huitong worker (PostgreSQL + RabbitMQ)" if worker
-              else "huitong serve alone (embedded: SQLite + in-memory broker)", "samples": samples}
+              "layout": f"{server} + huitong worker (PostgreSQL + RabbitMQ)" if worker
+              else f"{server} alone (embedded: SQLite + in-memory broker)", "samples": samples}
     if len(samples) < 4:
         return result
     quarter = len(samples) // 4
