@@ -1,6 +1,7 @@
 """The hub's WSGI application: health and readiness here; adapters mount their endpoints
 (e.g. /ws/exchange) through the `huitong.http` entry-point group, so bus/ imports none. A mount
-at "/" (the console) answers every path no other mount claims."""
+at "/" (the console) answers every path no other mount claims. A mounted app may also offer
+`asgi(scope, receive, send, fallback)`, which bus.asgi calls for exactly its prefix."""
 from __future__ import annotations
 
 import json

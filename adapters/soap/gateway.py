@@ -219,6 +219,6 @@ class SoapGateway:
 
 def _complain_unless_logged(code: str):
     def check(future: Future) -> None:
-        if future.exception() is not None:
+        if not future.cancelled() and future.exception() is not None:
             log.error("soap.refusal_not_logged", code=code, error=str(future.exception()))
     return check

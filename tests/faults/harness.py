@@ -1,5 +1,5 @@
-"""The fault-injection harness: a production-shaped hub on RabbitMQ + PostgreSQL (`huitong serve`
-accepting SOAP pushes and watching a file-drop inbox, and a separate `huitong worker` routing
+"""The fault-injection harness: a production-shaped hub on RabbitMQ + PostgreSQL (`huitong serve`,
+or uvicorn serving bus.asgi, accepting SOAP pushes and watching a file-drop inbox, and a separate `huitong worker` routing
 every message to a filedrop outbox), fed by department senders that behave as real ones must:
 a push that gets no answer, or a Server fault, is sent again with the same message id until it
 gets a receipt. The checker then sorts every message id, as RabbitMQ's Jepsen suite does, into
@@ -56,8 +56,9 @@ class Outcomes:
 
 
 class FaultHub:
-    def __init__(self, tmp: Path, database_url: str, amqp_url: str):
+    def __init__(self, tmp: Path, database_url: str, amqp_url: str, server: str = "serve"):
         self.tmp = tmp
+        self.server = server  # "serve" (waitress) or "uvicorn" (bus.asgi, one process)
         self.database_url = database_url
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/ws/exchange"
@@ -95,12 +96,20 @@ class FaultHub:
 
     # -- processes ------------------------------------------------------------------------------
     def _start(self, *args: str, log: str) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "-m", "bus.cli", *args, "--config", str(self.config)], cwd=ROOT,
-                                env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL,
-                                stderr=open(self.tmp / log, "ab"))
+        return self._run([sys.executable, "-m", "bus.cli", *args, "--config", str(self.config)], log)
+
+    def _run(self, command: list[str], log: str) -> subprocess.Popen:
+        return subprocess.Popen(command, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT),
+                                                        "HUITONG_CONFIG": str(self.config)},
+                                stdout=subprocess.DEVNULL, stderr=open(self.tmp / log, "ab"))
 
     def start_hub(self) -> None:
-        self.hub = self._start("serve", log="hub.log")
+        if self.server == "uvicorn":
+            self.hub = self._run([str(Path(sys.executable).with_name("uvicorn")), "--factory", "bus.asgi:application",
+                                  "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning"],
+                                 "hub.log")
+        else:
+            self.hub = self._start("serve", log="hub.log")
         deadline = time.monotonic() + 60
         while True:
             try:

@@ -5,6 +5,7 @@ flaps. The stream must end with lost = duplicated = unexpected = 0, every SOAP s
 receipt (having seen only retryable faults on the way), and every dropped file archived with
 all its rows accepted.
 
+Each runs twice: the hub as `huitong serve`, and under uvicorn (`bus.asgi`).
 `test_stream_survives_every_fault_in_turn` (CI) paces one stream over a minute and lets the five
 faults strike one after another during it; `test_stream_survives[...]` (marker `long`, run with
 `pytest -m long`) streams 20,000 messages as fast as they go for each fault alone.
@@ -80,9 +81,10 @@ SCENARIOS = {"rabbitmq-restart": restart_rabbitmq, "worker-kill-9": kill_worker,
              "postgresql-restart": restart_postgresql, "destination-flaps": flap_destination}
 
 
-@pytest.fixture
-def fault_hub(postgres_url, tmp_path):
-    hub = FaultHub(tmp_path, postgres_url, AMQP_URL)
+@pytest.fixture(params=["serve", "uvicorn"])
+def fault_hub(request, postgres_url, tmp_path):
+    """The hub as `huitong serve` runs it, and again under uvicorn (bus.asgi)."""
+    hub = FaultHub(tmp_path, postgres_url, AMQP_URL, server=request.param)
     hub.start_hub()
     hub.start_worker()
     try:
