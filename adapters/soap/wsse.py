@@ -20,7 +20,9 @@ PROFILE = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-username-toke
 PASSWORD_DIGEST = f"{PROFILE}#PasswordDigest"
 PASSWORD_TEXT = f"{PROFILE}#PasswordText"
 _TOKEN_PATH = "/Envelope/Header/Security/UsernameToken"
-_find_token = etree.XPath("s:Header/w:Security/w:UsernameToken", namespaces={"s": SOAP_ENV, "w": WSSE})
+_TOKEN = f"{{{SOAP_ENV}}}Header/{{{WSSE}}}Security/{{{WSSE}}}UsernameToken"
+_USERNAME, _PASSWORD, _NONCE, _CREATED = (f"{{{WSSE}}}Username", f"{{{WSSE}}}Password", f"{{{WSSE}}}Nonce",
+                                          f"{{{WSU}}}Created")
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,22 +35,22 @@ class Token:
 
 
 def read_token(envelope: etree._Element) -> Token:
-    found = _find_token(envelope)
-    if not found:
+    token = envelope.find(_TOKEN)
+    if token is None:
         raise SoapFault("WSSE_MISSING", "the request needs a wsse:Security header with a UsernameToken "
                         "(username = system id)", path=_TOKEN_PATH)
-    token = found[0]
-
-    def text(ns: str, name: str) -> str | None:
-        el = token.find(f"{{{ns}}}{name}")
-        return el.text.strip() if el is not None and el.text else None
-
-    password_el = token.find(f"{{{WSSE}}}Password")
-    username = text(WSSE, "Username")
-    if not username or password_el is None or not password_el.text:
+    parts: dict = {}
+    for child in token:  # one pass over the token's few children; the first of a name counts
+        parts.setdefault(child.tag, child)
+    username, password_el = parts.get(_USERNAME), parts.get(_PASSWORD)
+    if username is None or not (username.text or "").strip() or password_el is None or not password_el.text:
         raise SoapFault("WSSE_MALFORMED", "the UsernameToken needs Username and Password", path=_TOKEN_PATH)
-    return Token(username, password_el.text.strip(), password_el.get("Type") or PASSWORD_TEXT,
-                 text(WSSE, "Nonce"), text(WSU, "Created"))
+    return Token(username.text.strip(), password_el.text.strip(), password_el.get("Type") or PASSWORD_TEXT,
+                 _text(parts.get(_NONCE)), _text(parts.get(_CREATED)))
+
+
+def _text(element) -> str | None:
+    return element.text.strip() if element is not None and element.text else None
 
 
 def digest(nonce: bytes, created: str, secret: str) -> str:
