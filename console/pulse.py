@@ -166,9 +166,13 @@ class Pulse(PeriodicService):
             del self.minutes[minute]
 
     def _count(self, r) -> None:
+        # Half the log is PUBLISHED events, which nothing here counts: they leave first.
+        outcome = OUTCOMES.get(r.kind)
+        route_outcome = None if outcome else ROUTE_OUTCOMES.get(r.kind)
+        if not (outcome or (route_outcome and r.route)):
+            return
         at = _aware(r.at)
         minute = int(at.timestamp() // 60)
-        outcome = OUTCOMES.get(r.kind)
         if outcome:
             self.messages[(r.source or "", r.type or "unknown", outcome)] += 1
             if at >= self.day:
@@ -183,17 +187,21 @@ class Pulse(PeriodicService):
                     day.duplicates += 1
             self.last_seen[r.source or ""] = _latest(self.last_seen.get(r.source or ""), at)
             if r.kind in ("RECEIVED", "REJECTED"):
-                self.minutes.setdefault(minute, Counter())["in" if r.kind == "RECEIVED" else "rejected"] += 1
+                self._minute(minute)["in" if r.kind == "RECEIVED" else "rejected"] += 1
             return
-        route_outcome = ROUTE_OUTCOMES.get(r.kind)
-        if route_outcome and r.route:
-            self.deliveries[(r.route, route_outcome)] += 1
-            if r.kind == "DELIVERED":
-                self.minutes.setdefault(minute, Counter())["out"] += 1
-                if r.received_at is not None:
-                    seconds = max(0.0, (at - _aware(r.received_at)).total_seconds())
-                    self.route_seconds[r.route].observe(seconds)
-                    self.recent[r.route].append((at.timestamp(), seconds))
+        self.deliveries[(r.route, route_outcome)] += 1
+        if r.kind == "DELIVERED":
+            self._minute(minute)["out"] += 1
+            if r.received_at is not None:
+                seconds = max(0.0, (at - _aware(r.received_at)).total_seconds())
+                self.route_seconds[r.route].observe(seconds)
+                self.recent[r.route].append((at.timestamp(), seconds))
+
+    def _minute(self, minute: int) -> Counter:
+        counts = self.minutes.get(minute)
+        if counts is None:
+            counts = self.minutes[minute] = Counter()
+        return counts
 
     # -- what pages read ------------------------------------------------------------------------
     def series(self) -> list[dict]:
@@ -257,7 +265,7 @@ def _aware(value: dt.datetime) -> dt.datetime:
 
 
 def _latest(a: dt.datetime | None, b: dt.datetime | None) -> dt.datetime | None:
-    return max(x for x in (a, b) if x is not None) if (a or b) else None
+    return b if a is None or (b is not None and b > a) else a
 
 
 def _iso(value: dt.datetime | None) -> str | None:
