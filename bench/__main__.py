@@ -52,7 +52,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=10.0, help="soak: how long")
     parser.add_argument("--rate", type=float, default=300.0, help="soak: SOAP pushes per second offered")
     parser.add_argument("--server", choices=["serve", "uvicorn"], default="serve",
-                        help="soak: what serves the hub (huitong serve, or uvicorn --factory bus.asgi:application)")
+                        help="soak, console: what serves the hub (huitong serve's waitress, or uvicorn with bus.asgi)")
     parser.add_argument("--open-cases", type=int, default=1_000_000, help="supervision: open cases recoloured")
     args = parser.parse_args()
     configure_logging("WARNING", "json")
@@ -87,7 +87,8 @@ def main() -> None:
         results["supervision" if alone else "supervision_in_all"] = bench_supervision(
             60_000, args.open_cases if alone else 200_000, sqlite_too=alone)
     if args.part in ("all", "console"):
-        results["console"] = bench_console(max(args.seconds, 30.0) if args.part == "console" else 30.0)
+        results["console"] = bench_console(max(args.seconds, 30.0) if args.part == "console" else 30.0,
+                                           server=args.server)
     speed = [speed_before, vm_speed()]
     for value in results.values():
         if isinstance(value, dict) and value is not results["machine"]:

@@ -12,7 +12,6 @@ import http.client
 import json
 import re
 import tempfile
-import threading
 import time
 import urllib.parse
 from concurrent.futures import ProcessPoolExecutor
@@ -28,13 +27,12 @@ USER, PASSWORD = "bench-operator", "bench-password-sample"
 CASE = "320382-SCJG-20261121-0777"
 
 
-def bench_console(seconds: float = 30.0, rate: float = 1000.0) -> dict:
-    import waitress
-
-    from bus.http import create_app
-    from bus.hub import Hub
+def bench_console(seconds: float = 30.0, rate: float = 1000.0, server: str = "serve") -> dict:
+    """server: "serve" (waitress, as `huitong serve`) or "uvicorn" (bus.asgi, the console through
+    its a2wsgi thread pool)."""
     from console.users import UserStore
     from tests.helpers.messages import case_results, sample, with_message_id
+    from tests.helpers.soap import RunningHub
 
     amqp, database = _env("AMQP_URL"), _env("DATABASE_URL")
     embedded = not (amqp and database)  # then SQLite + the in-memory broker, routes in the hub process
@@ -43,10 +41,11 @@ def bench_console(seconds: float = 30.0, rate: float = 1000.0) -> dict:
     (tmp / "routes" / "route.yaml").write_text(f"id: {ROUTE}\nfrom: {{types: [CaseResult, CaseAccepted]}}\n"
                                                "to: [ferry]\n")
     db = f"sqlite:///{tmp / 'hub.db'}" if embedded else _fresh_pg(database)
+    serving = "waitress 8 threads" if server == "serve" else "uvicorn, the console in 8 a2wsgi threads"
     result = {"backend": "SQLite + in-memory broker (embedded)" if embedded else "PostgreSQL + RabbitMQ",
               "offered_msg_s": rate, "seconds": seconds,
-              "layout": ("one hub process (accept + relay + route worker thread + HTTP console, waitress 8 threads)"
-                         if embedded else "hub process (accept + relay + HTTP console, waitress 8 threads) + one "
+              "layout": (f"one hub process (accept + relay + route worker thread + HTTP console, {serving})"
+                         if embedded else f"hub process (accept + relay + HTTP console, {serving}) + one "
                          "`huitong worker`") + "; pages fetched one after another by a client process"}
     with contextlib.nullcontext() if embedded else _dropped_after(database, db):
         path = tmp / "huitong.yaml"
@@ -55,15 +54,13 @@ def bench_console(seconds: float = 30.0, rate: float = 1000.0) -> dict:
             "routes": {"dir": str(tmp / "routes"), "run": embedded},
             "destinations": {"ferry": {"type": "filedrop", "dir": str(tmp / "outbox"), "fsync": False}},
             "audit": {"seal": True}, "logging": {"level": "WARNING", "format": "json"}}))
-        hub = Hub(_settings(path)).start()
+        running = RunningHub(_settings(path), asgi=server == "uvicorn")
+        hub = running.hub
         if not embedded:
             _purge_route_queue(hub)
-        server = None
         try:
             UserStore(hub.engine).add(USER, "operator", PASSWORD, by="bench")
-            server = waitress.create_server(create_app(hub), host="127.0.0.1", port=0, threads=8)
-            threading.Thread(target=server.run, daemon=True).start()
-            base = f"http://127.0.0.1:{server.effective_port}"
+            base = f"http://127.0.0.1:{running.port}"
             # Something to show: a case of its own, and a first load of messages.
             ids = []
             for name in ("CaseAccepted-enterprise.xml", "CaseProcess-review.xml", "CaseResult-approved.xml"):
@@ -92,12 +89,7 @@ def bench_console(seconds: float = 30.0, rate: float = 1000.0) -> dict:
                 result["under_load"] = loaded
                 result["p99_ratio_loaded_vs_idle"] = round(loaded["all"]["p99_ms"] / max(0.1, result["idle"]["all"]["p99_ms"]), 2)
         finally:
-            if server is not None:
-                server.close()
-            hub.stop()
-            if not embedded:
-                from tests.helpers.soap import delete_route_queues
-                delete_route_queues(hub)
+            running.close()  # the server, the hub, and on RabbitMQ the route queues
     return result
 
 
