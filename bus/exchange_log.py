@@ -184,16 +184,11 @@ class ExchangeLog:
         batch = [first] if first.future.set_running_or_notify_cancel() else []
         deadline = time.monotonic() + linger
         while len(batch) < self.max_batch:
+            left = deadline - time.monotonic()
             try:
-                item = self._queue.get_nowait()
+                item = self._queue.get(timeout=left) if left > 0 else self._queue.get_nowait()
             except queue.Empty:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                try:
-                    item = self._queue.get(timeout=left)
-                except queue.Empty:
-                    break
+                break
             if item is None:
                 self._queue.put(None)
                 break
@@ -239,7 +234,7 @@ class ExchangeLog:
                     env = entry.envelope
                     row = stored[(env.source, env.message_id)]
                     results[id(entry)], event = _outcome(env, row, receipt_id, now, resent)
-                    if event["kind"] == "RECEIVED":  # the writer logged it with the row
+                    if event is None:  # newly logged: the writer wrote its RECEIVED event with the row
                         fresh.append(Pending(row.seq, env.message_id, env.source, env.type,
                                              env.routing_key, env.correlation_id, env.xml))
                         continue
@@ -498,10 +493,10 @@ def _rejected(entry: _Rejection, receipt_id: str, now: dt.datetime):
 
 
 def _outcome(env: Envelope, row, receipt_id: str, now, resent: set):
+    """The receipt and the event to append; no event for a newly logged message, whose
+    RECEIVED event the writer stores with its row."""
     if row.receipt_id == receipt_id:
-        return (Receipt(receipt_id, env.message_id, ACCEPTED, now),
-                event_row("RECEIVED", now, message_seq=row.seq, message_id=env.message_id,
-                       source=env.source, digest=env.digest, detail={"receipt_id": receipt_id}))
+        return Receipt(receipt_id, env.message_id, ACCEPTED, now), None
     if row.digest == env.digest or env.digest in resent:
         # The sender retried: same answer as the first time, and nothing new to route.
         return (Receipt(row.receipt_id, env.message_id, DUPLICATE, row.received_at),
