@@ -81,11 +81,10 @@ def _once(stop):
     return stop_once
 
 
-async def respond(send, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
-    """A whole response with a known length."""
+async def respond(send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+    """A whole response with a known length; headers as ASGI has them (lower-case names, bytes)."""
     await send({"type": "http.response.start", "status": status,
-                "headers": [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers]
-                + [(b"content-length", str(len(body)).encode())]})
+                "headers": [*headers, (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})
 
 

@@ -28,6 +28,7 @@ from schemas.hardened import HardenedParser, XmlLimits
 log = get_logger("huitong.soap")
 _BODY = f"{{{SOAP_ENV}}}Body"
 _XML = [("Content-Type", "text/xml; charset=utf-8")]
+_ASGI_XML = [(b"content-type", b"text/xml; charset=utf-8")]
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,10 +110,10 @@ class SoapGateway:
             except Exception as exc:
                 admitted = self._push_failed(exc, admitted, remote)
             else:
-                return await respond(send, 200, _XML, receipt_response(admitted.operation, receipt))
+                return await respond(send, 200, _ASGI_XML, receipt_response(admitted.operation, receipt))
         if admitted.logged is not None:
             await asyncio.wait([asyncio.wrap_future(admitted.logged)])
-        await respond(send, 500, _XML, admitted.fault.to_xml())
+        await respond(send, 500, _ASGI_XML, admitted.fault.to_xml())
 
     # -- the checks, shared ----------------------------------------------------------------
     def _admit(self, data: bytes, *, over_tls: bool, remote: str | None,

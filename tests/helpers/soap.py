@@ -40,6 +40,7 @@ class RunningHub:
     def __init__(self, settings, *, asgi: bool = False):
         self.hub = Hub(settings).start()
         self.port = free_port()
+        self.asgi = asgi
         if asgi:
             import uvicorn
 
@@ -65,7 +66,7 @@ class RunningHub:
 
     def close(self) -> None:
         self._closing = True
-        if hasattr(self.server, "should_exit"):
+        if self.asgi:
             self.server.should_exit = True
             self.thread.join(timeout=30)
         else:
