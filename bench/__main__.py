@@ -1,4 +1,4 @@
-"""python -m bench [all|validation|publish|route|soap|ingest|catalog|audit|sealcost|log|replay|console|soak|supervision] [--messages N] [--seconds S] [--enterprises N]
+"""python -m bench [all|validation|publish|route|soap|ingest|catalog|audit|sealcost|log|replay|console|soak|supervision] [--messages N] [--seconds S] [--enterprises N] [--rounds N]
 
 Runs on RabbitMQ + PostgreSQL when HUITONG_BENCH_AMQP_URL / HUITONG_BENCH_DATABASE_URL (or the
 HUITONG_TEST_* ones) are set, else embedded. Prints a table, writes bench/results/<date>-<host>.json."""
@@ -53,6 +53,8 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=300.0, help="soak: SOAP pushes per second offered")
     parser.add_argument("--server", choices=["serve", "uvicorn"], default="serve",
                         help="soak, console: what serves the hub (huitong serve's waitress, or uvicorn with bus.asgi)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="soap: hub/echo pairs per server; the figures are the rounds' medians")
     parser.add_argument("--open-cases", type=int, default=1_000_000, help="supervision: open cases recoloured")
     args = parser.parse_args()
     configure_logging("WARNING", "json")
@@ -67,7 +69,7 @@ def main() -> None:
     if args.part in ("all", "route"):
         results["route"] = bench_route(min(args.messages, 10000), args.seconds)
     if args.part in ("all", "soap"):
-        results["soap"] = bench_soap(int(args.seconds * 4))
+        results["soap"] = bench_soap(int(args.seconds * 4), args.rounds)
     if args.part in ("all", "ingest"):
         results["ingest"] = bench_ingest(min(args.messages, 50000))
     if args.part in ("all", "catalog"):
