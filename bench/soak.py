@@ -60,7 +60,8 @@ def _soak(tmp: Path, database_url: str, broker_url: str, minutes: float, rate: f
         "logging": {"level": "WARNING", "format": "json"}}))
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     hub = ([sys.executable, "-m", "bus.cli", "serve", "--config", str(config)] if server == "serve" else
-           [str(Path(sys.executable).with_name("uvicorn")), "--factory", "bus.asgi:application", "--host", "127.0.0.1",
+           [str(Path(sys.executable).with_name("uvicorn")), "--factory", "bus.asgi:application",
+            "--timeout-graceful-shutdown", "10", "--host", "127.0.0.1",
             "--port", str(port), "--no-access-log", "--log-level", "warning"])
     procs = {"hub": subprocess.Popen(hub, env={**env, "HUITONG_CONFIG": str(config)},
                                      stdout=subprocess.DEVNULL, stderr=open(tmp / "hub.log", "wb"))}

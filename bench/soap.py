@@ -82,10 +82,11 @@ def _serve(server: str, app: str, port: int, env: dict, workers: int, threads: i
     program, target = SERVERS[server][app]
     executable = str(Path(sys.executable).with_name(program))
     if program == "gunicorn":
-        command = [executable, "--workers", str(workers), "--threads", str(threads), "--bind", f"127.0.0.1:{port}",
-                   "--backlog", "256", target]
+        command = [executable, "--workers", str(workers), "--threads", str(threads), "--graceful-timeout", "10",
+                   "--bind", f"127.0.0.1:{port}", "--backlog", "256", target]
     else:
-        command = [executable, "--factory", target, "--workers", str(workers), "--host", "127.0.0.1",
+        command = [executable, "--factory", target, "--workers", str(workers), "--timeout-graceful-shutdown", "10",
+                   "--host", "127.0.0.1",
                    "--port", str(port), "--backlog", "256", "--no-access-log", "--log-level", "warning"]
     proc = subprocess.Popen(command, cwd=cwd, env={**env, "HUITONG_HTTP__THREADS": str(threads)},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

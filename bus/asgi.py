@@ -1,6 +1,6 @@
 """The hub for an ASGI server, its fastest production serving (README, "Production serving"):
 
-    uvicorn --factory bus.asgi:application --workers 2 --host 0.0.0.0 --port 8080
+    uvicorn --factory bus.asgi:application --workers 2 --timeout-graceful-shutdown 10 --host 0.0.0.0 --port 8080
 
 Under a threaded WSGI server a SOAP push passes between three threads (the server's, the
 request's, the exchange-log committer's), and on two busy cores every hand-over waits for the

@@ -27,9 +27,10 @@ SYSTEM = "320382.scjgj.djxt"
 
 
 SERVERS = {
-    "gunicorn": ["gunicorn", "--workers", "2", "--threads", "4", "--bind", "127.0.0.1:{port}", "bus.wsgi:application()"],
-    "uvicorn": ["uvicorn", "--factory", "bus.asgi:application", "--workers", "2", "--host", "127.0.0.1",
-                "--port", "{port}"],
+    "gunicorn": ["gunicorn", "--workers", "2", "--threads", "4", "--graceful-timeout", "10", "--bind", "127.0.0.1:{port}",
+                 "bus.wsgi:application()"],
+    "uvicorn": ["uvicorn", "--factory", "bus.asgi:application", "--workers", "2", "--timeout-graceful-shutdown", "10",
+                "--host", "127.0.0.1", "--port", "{port}"],
 }
 
 
@@ -126,3 +127,28 @@ def test_zeep_pushes_and_queries_from_the_wsdl_and_the_console_is_served(served_
     assert again.receiptId == found.receiptId == first.receiptId
     with urllib.request.urlopen(f"{base}/login", timeout=10) as page:
         assert page.status == 200 and b"<form" in page.read()
+
+
+@pytest.mark.services
+def test_a_client_stalled_mid_request_does_not_keep_the_server_from_stopping(served_hub):
+    """A stop (SIGTERM, as systemd sends) waits for requests in progress only so long: a client
+    that sent half a push and went quiet must not hold the server up for good (uvicorn waits for
+    it without --timeout-graceful-shutdown, and a bench worker was found still waiting an hour later)."""
+    import socket
+    proc, base, _ = served_hub
+    port = int(base.rsplit(":", 1)[1])
+    stalled = socket.create_connection(("127.0.0.1", port))
+    try:
+        stalled.sendall(b"POST /ws/exchange HTTP/1.1\r\nHost: hub\r\nContent-Type: text/xml\r\n"
+                        b"Content-Length: 5000\r\n\r\n<soapenv:Envelope")
+        time.sleep(1)  # the request is now in progress: headers read, the body awaited
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=45)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the server was still waiting for the stalled request 45 s after SIGTERM\n{_said(proc)}")
+        assert time.monotonic() - started < 30
+        assert proc.returncode == 0, _said(proc)
+    finally:
+        stalled.close()

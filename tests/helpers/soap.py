@@ -46,7 +46,8 @@ class RunningHub:
 
             from bus.asgi import create_asgi_app
             self.server = uvicorn.Server(uvicorn.Config(create_asgi_app(self.hub), host="127.0.0.1", port=self.port,
-                                                        lifespan="off", log_level="warning"))
+                                                        lifespan="off", log_level="warning",
+                                                        timeout_graceful_shutdown=10))
         else:
             self.server = waitress.create_server(create_app(self.hub), host="127.0.0.1", port=self.port,
                                                  **serve_options(settings))
