@@ -69,25 +69,23 @@ class SoapGateway:
             admitted = self._refuse(fault, None, remote)
         else:
             admitted = self._admit(data, over_tls=environ.get("wsgi.url_scheme") == "https", remote=remote)
-        if isinstance(admitted, _Refusal):
-            if admitted.logged is not None:
-                wait([admitted.logged])  # answered once the refusal is in the log
-            return fault_response(admitted.fault, start_response)
-        if not admitted.fast:
+        if isinstance(admitted, _Admitted) and not admitted.fast:
             environ["huitong.hub"] = self.hub
             environ["huitong.system"] = admitted.system
             environ["huitong.soap_document"] = admitted.envelope
             return self.spyne_app(environ, start_response)
-        try:
-            receipt = self.hub.acceptance.accept(**self._push(admitted))
-        except Exception as exc:
-            refusal = self._push_failed(exc, admitted, remote)
-            if refusal.logged is not None:
-                wait([refusal.logged])
-            return fault_response(refusal.fault, start_response)
-        body = receipt_response(admitted.operation, receipt)
-        start_response("200 OK", [*_XML, ("Content-Length", str(len(body)))])
-        return [body]
+        if isinstance(admitted, _Admitted):
+            try:
+                receipt = self.hub.acceptance.accept(**self._push(admitted))
+            except Exception as exc:
+                admitted = self._push_failed(exc, admitted, remote)
+            else:
+                body = receipt_response(admitted.operation, receipt)
+                start_response("200 OK", [*_XML, ("Content-Length", str(len(body)))])
+                return [body]
+        if admitted.logged is not None:
+            wait([admitted.logged])  # answered once the refusal is in the log
+        return fault_response(admitted.fault, start_response)
 
     # -- ASGI (bus.asgi) -------------------------------------------------------------------
     async def asgi(self, scope, receive, send, fallback) -> None:

@@ -106,8 +106,8 @@ class FaultHub:
     def start_hub(self) -> None:
         if self.server == "uvicorn":
             self.hub = self._run([str(Path(sys.executable).with_name("uvicorn")), "--factory", "bus.asgi:application",
-                                  "--timeout-graceful-shutdown", "10", "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning"],
-                                 "hub.log")
+                                  "--timeout-graceful-shutdown", "10", "--host", "127.0.0.1", "--port", str(self.port),
+                                  "--log-level", "warning"], "hub.log")
         else:
             self.hub = self._start("serve", log="hub.log")
         deadline = time.monotonic() + 60
