@@ -9,7 +9,8 @@ from dataclasses import asdict, dataclass
 
 from sqlalchemy import Engine, func, select
 
-from bus.models import Event, Message, RouteDelivery, RoutePause
+from bus.exchange_log import relay_backlog
+from bus.models import Event, RouteDelivery, RoutePause
 from bus.topology import dead_queue_name, route_queue_name
 from routes.deliveries import DEAD, DELIVERED, DISCARDED, RETRY, RETRYING
 from routes.loader import RouteSet
@@ -97,8 +98,7 @@ def hub_health(engine: Engine, broker_url: str, max_lag_seconds: float) -> dict:
     now = dt.datetime.now(dt.timezone.utc)
     try:
         with engine.connect() as conn:
-            oldest = conn.scalar(select(func.min(Message.received_at)).where(Message.published_at.is_(None)))
-            unpublished = conn.scalar(select(func.count()).select_from(Message).where(Message.published_at.is_(None)))
+            unpublished, oldest = relay_backlog(conn)
             top = conn.scalar(select(func.max(Event.seq))) or 0
             head = chain_head(conn)
         lag = max(0.0, (now - oldest).total_seconds()) if oldest else 0.0

@@ -298,6 +298,36 @@ def test_two_hubs_never_both_publish_a_message_when_one_relay_is_late(postgres_u
         capture.close()
 
 
+@pytest.mark.services
+def test_the_relay_and_the_lag_checks_read_the_unpublished_messages_not_the_whole_log(postgres_url):
+    """Each published mark leaves a dead entry in the index of unpublished rows until VACUUM
+    (this machine runs PostgreSQL with autovacuum off; a busy one gets there late). The relay's
+    scan, four times a second in every process, and the relay lag of /readyz and the console
+    must not visit every logged message each time, or the hub slows as its log grows."""
+    from sqlalchemy import text
+
+    from bus.exchange_log import first_unpublished_at, relay_backlog, unpublished
+    from tests.conftest import AMQP_URL, Backend
+    with Hub(Backend("services", postgres_url, AMQP_URL).settings()) as hub:
+        for start in range(0, 3000, 500):
+            receipts = hub.acceptance.accept_many([data for _, data in case_results(500)], system=SYSTEM)
+            assert {r.status for r in receipts} == {ACCEPTED}
+        assert _eventually(lambda: hub.log.unpublished_count() == 0, timeout=30)
+        with hub.engine.connect() as conn:
+            pages = conn.scalar(text("SELECT pg_relation_size('messages') / 8192"))
+            unpublished(conn, 500)  # whoever reads first learns that the entries are dead
+
+            def heap_pages_read():
+                return conn.scalar(text("SELECT pg_stat_get_xact_blocks_fetched('messages'::regclass)"))
+            before = heap_pages_read()
+            assert unpublished(conn, 500) == []
+            assert relay_backlog(conn) == (0, None)
+            assert first_unpublished_at(conn) is None
+            read = heap_pages_read() - before
+        assert pages > 100
+        assert read < pages / 10, f"{read} of the log's {pages} pages read to find nothing unpublished"
+
+
 def test_broker_outage_delays_but_does_not_lose(backend):
     """With the broker unreachable the relay keeps messages in the log and says so;
     once the broker is back they go out."""
