@@ -436,3 +436,30 @@ def test_verify_now_checks_the_chain_and_says_so(console):
                       and not auditor.get("/api/v1/console/audit").json["verifying"] and v["ok"] is False and v,
                       timeout=60)
     assert any(f"#{first}" in finding for finding in broken["findings"])
+
+
+@pytest.mark.services
+def test_the_pulse_reads_each_new_event_s_message_by_its_key_not_the_whole_log(postgres_url):
+    """Every process that serves the console refreshes its pulse once a second. As a join, the
+    refresh was planned as a hash join over the whole messages table, so the hub slowed as its
+    log grew; each new event's message must be looked up by its key."""
+    from sqlalchemy import text
+
+    from console.pulse import new_events
+    from tests.conftest import AMQP_URL, Backend
+    from tests.helpers.messages import case_results
+    with Hub(Backend("services", postgres_url, AMQP_URL).settings()) as hub:
+        for _ in range(6):
+            receipts = hub.acceptance.accept_many([data for _, data in case_results(500)], system=SCJG_SYSTEM)
+            assert {r.status for r in receipts} == {"ACCEPTED"}
+        with hub.engine.connect() as conn:
+            pages = conn.scalar(text("SELECT pg_relation_size('messages') / 8192"))
+            top = conn.scalar(text("SELECT max(seq) FROM events WHERE kind = 'RECEIVED'"))
+            before = conn.scalar(text("SELECT pg_stat_get_xact_blocks_fetched('messages'::regclass)"))
+            rows = conn.execute(new_events(Event.seq > top - 10, 50_000)).all()
+            read = conn.scalar(text("SELECT pg_stat_get_xact_blocks_fetched('messages'::regclass)")) - before
+    received = [r for r in rows if r.kind == "RECEIVED"]
+    assert received and all(r.type == "CaseResult" and r.received_at.tzinfo for r in received)
+    assert pages > 100
+    # Two lookups an event, each of which may also meet the row's version before its published mark.
+    assert read <= 4 * len(rows), f"{read} page reads of the log's {pages} pages for {len(rows)} new events"
