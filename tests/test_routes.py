@@ -385,6 +385,36 @@ def test_messages_the_broker_lost_are_redriven_from_the_log(backend, tmp_path):
         delete_route_queues(hub)
 
 
+def test_the_redrive_sweep_passes_a_hole_in_the_log_longer_than_its_window(backend):
+    """The sweep reads the next `limit` seqs after its mark; a hole at least that long (rolled
+    back acceptances) must not stop it for good."""
+    import datetime as dt
+
+    from sqlalchemy import delete, update
+
+    from bus.hub import Hub
+    from bus.models import Event, Message
+    from routes.deliveries import DeliveryStore
+    from tests.helpers.messages import case_results
+    from tests.helpers.routing import SCJG_SYSTEM
+
+    with Hub(backend.settings(audit__seal="false")).start(relay=False) as hub:
+        store = DeliveryStore(hub.engine)
+        store.start_sweep_marks(["lossy"])
+        receipts = hub.acceptance.accept_many([data for _, data in case_results(12)], system=SCJG_SYSTEM)
+        assert {r.status for r in receipts} == {"ACCEPTED"}
+        with hub.engine.begin() as conn:
+            seqs = conn.scalars(select(Message.seq).order_by(Message.seq)).all()
+            hole = Message.seq.between(seqs[2], seqs[8])  # as if a batch of seven had rolled back
+            conn.execute(delete(Event).where(Event.message_seq.in_(select(Message.seq).where(hole))))
+            conn.execute(delete(Message).where(hole))
+            conn.execute(update(Message).values(published_at=dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1)))
+        found = []
+        for _ in range(6):
+            found += [due.message_seq for due in store.unrouted("lossy", ("CaseResult",), older_than=60, limit=3)]
+        assert found == seqs[:2] + seqs[9:]
+
+
 def test_two_worker_threads_holding_copies_of_one_message_deliver_it_once(backend, tmp_path):
     """The relay may publish a message twice, and two consumer threads of one process
     (routes.threads) can then hold a copy each at the same moment, before either has
