@@ -194,11 +194,16 @@ def test_a_forged_chain_fails_against_the_exported_keys(sealed, tmp_path):
     assert report.first.code == "SEAL_KEY_UNKNOWN" and report.first.seal == 1
 
 
-def test_a_rolled_back_seq_is_skipped_and_an_event_committed_into_it_later_is_found(backend):
+def _unsealed_log(backend, count: int):
+    """Some traffic that no sealer has touched: the settings, and an engine on its log."""
     settings = backend.settings(audit__seal="false")
     with Hub(settings) as hub:
-        _log_some_traffic(hub, 3)
-    engine = make_engine(settings.effective_database_url)
+        _log_some_traffic(hub, count)
+    return settings, make_engine(settings.effective_database_url)
+
+
+def test_a_rolled_back_seq_is_skipped_and_an_event_committed_into_it_later_is_found(backend):
+    settings, engine = _unsealed_log(backend, 3)
     try:
         events = _events(engine)
         gap = events[2]
@@ -225,10 +230,7 @@ def test_a_rolled_back_seq_is_skipped_and_an_event_committed_into_it_later_is_fo
 def test_a_hole_longer_than_a_seal_is_skipped_and_sealing_goes_on(backend):
     """Each round reads a bounded range of seqs (max_events of them); a hole at least that long
     (a large batch rolled back) must not leave the sealer reading an empty range for ever."""
-    settings = backend.settings(audit__seal="false")
-    with Hub(settings) as hub:
-        _log_some_traffic(hub, 8)
-    engine = make_engine(settings.effective_database_url)
+    settings, engine = _unsealed_log(backend, 8)
     try:
         events = _events(engine)
         with engine.begin() as conn:  # as if a batch of events 4..10 had rolled back
