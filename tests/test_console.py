@@ -471,7 +471,7 @@ def test_the_pulse_reads_its_new_events_and_their_messages_not_the_whole_log(pos
     assert read <= 4 * len(rows), f"{read} page reads of the log's {pages} pages for {len(rows)} new events"
     # The events themselves by a range of seq: `seq > last ... LIMIT` was planned as a scan of the
     # whole table, which PostgreSQL, never having analysed it, took to hold many rows past `last`.
-    assert event_pages > 100 and events_read <= 5, f"{events_read} of {event_pages} event pages read"
+    assert event_pages > 100 and events_read < event_pages / 10, f"{events_read} of {event_pages} event pages read"
 
 
 def test_the_pulse_reads_past_a_hole_longer_than_its_batch(backend):
