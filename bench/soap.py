@@ -153,7 +153,7 @@ def bench_soap(seconds: int = 20, rounds: int = 3, connections: int = 16, worker
         with Hub(settings).start(relay=False) as hub:
             hub.systems.add(SYSTEM, name="bench (sample)", secret=SECRET, grants=["CaseResult"])
         # Alternating hub and echo, so a change in the VM's speed touches both alike.
-        for round_ in range(rounds):
+        for _ in range(rounds):
             for server in SERVERS:
                 for app in ("hub", "echo"):
                     # Distinct requests (a nonce is good once): enough for the run at up to 4,000/s,

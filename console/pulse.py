@@ -18,6 +18,7 @@ from sqlalchemy import Engine, and_, func, or_, select
 from bus.logs import get_logger
 from bus.periodic import PeriodicService
 from bus.models import Event, Message
+from bus.seq_ranges import rows_after
 from bus.times import BEIJING
 
 log = get_logger("huitong.console")
@@ -134,11 +135,8 @@ class Pulse(PeriodicService):
         with self.lock:
             high, gaps = self.high, [s for s, t in self.gaps.items() if now_mono - t < GAP_WAIT]
         with self.reads.connect() as conn:
-            rows = conn.execute(new_events(_after(high, self.batch, gaps), self.batch)).all()
-            if not rows:  # nothing in the range: a hole of `batch` seqs or more (a large rollback)?
-                following = conn.scalar(select(func.min(Event.seq)).where(Event.seq > high))
-                if following is not None:
-                    rows = conn.execute(new_events(_after(following - 1, self.batch, gaps), self.batch)).all()
+            rows = rows_after(conn, Event.seq, high, self.batch,
+                              lambda low, top: conn.execute(new_events(_between(low, top, gaps), self.batch)).all())
         with self.lock:
             self._take(rows, now_mono)
         return len(rows)
@@ -240,11 +238,9 @@ class Pulse(PeriodicService):
                     {r: Histogram(list(h.counts), h.total) for r, h in self.route_seconds.items()})
 
 
-def _after(high: int, batch: int, gaps: list[int]):
-    """The next `batch` seqs after `high`, and the gaps still looked for. A bounded range, not
-    `seq > high ... LIMIT`: once the statement is prepared, its generic plan on a table never
-    analysed (autovacuum off) took `seq > $1` for a third of the table and scanned all of it."""
-    condition = and_(Event.seq > high, Event.seq <= high + batch)
+def _between(low: int, high: int, gaps: list[int]):
+    """The seqs of a range (bus.seq_ranges), and the gaps still looked for."""
+    condition = and_(Event.seq > low, Event.seq <= high)
     return or_(condition, Event.seq.in_(gaps[:1000])) if gaps else condition
 
 

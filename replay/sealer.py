@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from functools import partial
 
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Engine, text
 from sqlalchemy.exc import IntegrityError
 
 from bus.logs import get_logger
 from bus.models import Event
 from bus.periodic import PeriodicService
 from bus.secret_box import SecretBox
+from bus.seq_ranges import rows_after
 from replay.chain import EVENT_COLUMNS, chain_head, events_from, iso_utc, row_leaf
 from replay.keys import SealKeys
 from replay.models import Seal
@@ -31,10 +33,8 @@ log = get_logger("huitong.audit")
 SEALING_LOCK = 0x4854_534C
 
 
-# A bounded range of seq, not `seq >= %s ... LIMIT`: the statement is prepared after five runs,
-# and its generic plan, on a table never analysed (autovacuum off), took `seq >= $1` for a third
-# of the table and scanned all of it in parallel every round.
-_EVENTS = (f"SELECT {', '.join(c.name for c in EVENT_COLUMNS)} FROM events WHERE seq >= %s AND seq < %s "
+# A range of seq, read as bus.seq_ranges says.
+_EVENTS = (f"SELECT {', '.join(c.name for c in EVENT_COLUMNS)} FROM events WHERE seq > %s AND seq <= %s "
            "ORDER BY seq")
 
 
@@ -92,18 +92,13 @@ class ChainSealer:
         """The next events in seq order, as tuples of their EVENT_COLUMNS. Every event passes
         through here once: on PostgreSQL they come as plain tuples in the binary protocol
         (a quarter of sealing's time was building rows)."""
-        rows = self._range(conn, first)
-        if not rows:  # nothing in the range: a hole of max_events seqs or more (a large rollback)?
-            following = conn.scalar(select(func.min(Event.seq)).where(Event.seq >= first))
-            if following is not None and following != first:
-                rows = self._range(conn, following)
-        return rows
+        return rows_after(conn, Event.seq, first - 1, self.max_events, partial(self._range, conn))
 
-    def _range(self, conn, first: int) -> list:
+    def _range(self, conn, low: int, high: int) -> list:
         if self.engine.dialect.name != "postgresql":
-            return conn.execute(events_from(first).where(Event.seq < first + self.max_events)).all()
+            return conn.execute(events_from(low + 1).where(Event.seq <= high)).all()
         with conn.connection.dbapi_connection.cursor(binary=True) as cur:
-            cur.execute(_EVENTS, (first, first + self.max_events))
+            cur.execute(_EVENTS, (low, high))
             return cur.fetchall()
 
     def seal_all(self) -> int:

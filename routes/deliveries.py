@@ -12,6 +12,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from bus.exchange_log import event_row, utcnow
 from bus.log_writers import raw_cursor, unnest_params, writer_for
 from bus.models import HubState, Message, MessageBody, RouteDelivery
+from bus.seq_ranges import rows_after
 
 DELIVERED, RETRY, RETRYING, DEAD, DISCARDED = "DELIVERED", "RETRY", "RETRYING", "DEAD", "DISCARDED"
 SETTLED = (DELIVERED, DISCARDED)
@@ -190,8 +191,11 @@ class DeliveryStore:
                 return []
             # Only a prefix of published, old-enough messages: one published later (or not
             # yet) stops the sweep there, so nothing is passed over.
+            def published(low: int, high: int) -> list:
+                return conn.execute(select(Message.seq, Message.published_at)
+                                    .where(Message.seq > low, Message.seq <= high).order_by(Message.seq)).all()
             window = []
-            for seq, published_at in _after_mark(conn, int(mark), limit):
+            for seq, published_at in rows_after(conn, Message.seq, int(mark), limit, published):
                 if published_at is None or published_at >= cutoff:
                     break
                 window.append(seq)
@@ -271,18 +275,3 @@ class DeliveryStore:
                 for d in letters if d.id in done])
         return len(done)
 
-
-def _after_mark(conn, mark: int, limit: int) -> list:
-    """(seq, published_at) of the messages in the next `limit` seqs after the mark, jumping a
-    hole at least that long (rolled-back acceptances). A bounded range, not `seq > mark ...
-    LIMIT`: PostgreSQL, on a table it has never analysed (autovacuum off), takes `seq > $1` for
-    a third of the table and plans a scan of all of it, every sweep of every route."""
-    def in_range(after: int):
-        return conn.execute(select(Message.seq, Message.published_at)
-                            .where(Message.seq > after, Message.seq <= after + limit).order_by(Message.seq)).all()
-    rows = in_range(mark)
-    if not rows:
-        following = conn.scalar(select(func.min(Message.seq)).where(Message.seq > mark))
-        if following is not None:
-            rows = in_range(following - 1)
-    return rows

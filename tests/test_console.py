@@ -446,7 +446,7 @@ def test_the_pulse_reads_its_new_events_and_their_messages_not_the_whole_log(pos
     by a range of seq."""
     from sqlalchemy import text
 
-    from console.pulse import _after, new_events
+    from console.pulse import _between, new_events
     from tests.conftest import AMQP_URL, Backend
     from tests.helpers.messages import case_results
     with Hub(Backend("services", postgres_url, AMQP_URL).settings()) as hub:
@@ -462,7 +462,7 @@ def test_the_pulse_reads_its_new_events_and_their_messages_not_the_whole_log(pos
                 return conn.execute(text("SELECT pg_stat_get_xact_blocks_fetched('messages'::regclass), "
                                          "pg_stat_get_xact_blocks_fetched('events'::regclass)")).one()
             before = pages_read()
-            rows = conn.execute(new_events(_after(top - 10, 50_000, []), 50_000)).all()
+            rows = conn.execute(new_events(_between(top - 10, top - 10 + 50_000, []), 50_000)).all()
             read, events_read = (after - first for after, first in zip(pages_read(), before))
     received = [r for r in rows if r.kind == "RECEIVED"]
     assert received and all(r.type == "CaseResult" and r.received_at.tzinfo for r in received)
