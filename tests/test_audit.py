@@ -247,6 +247,37 @@ def test_a_hole_longer_than_a_seal_is_skipped_and_sealing_goes_on(backend):
         engine.dispose()
 
 
+def test_a_sealing_round_ends_with_the_events_it_found_while_more_keep_coming(backend):
+    """The background sealer calls seal_all once a second. Under steady load every round finds
+    a few events logged since it read; sealing those at once, round after round, never ended
+    while the load lasted (70 seals a second, each a transaction of its own, measured under
+    SOAP load). They wait for the next call; a backlog or a hole still takes more rounds."""
+    settings, engine = _unsealed_log(backend, 4)
+    try:
+        logged = len(_events(engine))
+
+        class Busy(ChainSealer):  # one more event is logged each time a round has read (up to 20)
+            more = 20
+
+            def _events(self, conn, first):
+                rows = super()._events(conn, first)
+                if Busy.more:
+                    Busy.more -= 1
+                    with engine.begin() as writer:
+                        writer.execute(insert(Event).values(kind="REJECTED", source=SYSTEM, code="SCHEMA_INVALID",
+                                                            at=datetime.datetime.now(datetime.timezone.utc)))
+                return rows
+
+        keys = SealKeys(engine, SecretBox.from_settings(settings))
+        assert Busy(engine, keys, gap_wait_seconds=0).seal_all() == logged
+        assert Busy(engine, keys, max_events=5, gap_wait_seconds=0).seal_all() == 1  # the one logged meanwhile
+        with engine.connect() as conn:
+            assert conn.scalar(select(func.count()).select_from(Seal)) == 2
+        assert _verify(engine, keys).ok
+    finally:
+        engine.dispose()
+
+
 @pytest.mark.services
 def test_the_sealer_reads_only_the_new_events_on_a_table_never_analysed(postgres_url):
     """`seq >= next ... LIMIT n` was planned as a scan of the whole events table (PostgreSQL,
