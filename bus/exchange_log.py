@@ -2,8 +2,9 @@
 committed here before any sender is answered; the relay reads what is still unpublished.
 
 Writes go through one committer thread that folds every acceptance waiting at that moment
-into a single transaction (group commit): the sender still waits for *its* commit, but a
-thousand senders share one fsync instead of paying for a thousand."""
+into a single transaction (group commit; on PostgreSQL a batch of acceptances alone is a
+single statement): the sender still waits for *its* commit, but a thousand senders share one
+fsync instead of paying for a thousand."""
 from __future__ import annotations
 
 import datetime as dt
@@ -197,18 +198,27 @@ class ExchangeLog:
         return batch
 
     def _commit(self, batch: list) -> tuple[list, list[Pending]]:
-        """One transaction for the whole batch: nonces, bodies, new message rows, events.
-        Returns each entry's Receipt (or exception) and the newly accepted messages."""
+        """Write the whole batch (nonces, bodies, new message rows, events) before anyone is
+        answered: in one transaction, or for acceptances alone in one statement and then their
+        duplicates' and replays' events. Returns each entry's Receipt (or exception) and the
+        newly accepted messages."""
         now = utcnow()
         receipt_ids = dict(zip(map(id, batch), _random_uuids(len(batch))))
         results: dict[int, Receipt | Exception] = {}
         events: list[dict] = []
-        with self._writer.transaction(self.engine) as conn:
+        purge = self.nonce_keep_seconds and now - self._nonces_purged_at > dt.timedelta(seconds=60)
+        # Acceptances alone write with `store`, then at most the events of duplicates and
+        # replays: each one atomic statement, committed as it runs (statements). A refusal's
+        # evidence, a published mark or the nonce purge travel with them in one transaction.
+        alone = not purge and all(isinstance(entry, _Acceptance) for entry in batch)
+        with self._writer.statements(self.engine) if alone else self._writer.transaction(self.engine) as conn:
             for entry in batch:  # first: it needs no answer, so it travels with the rest
                 if isinstance(entry, _Published):
                     self._mark_published(conn, entry.pending, entry.sent_at)
                     results[id(entry)] = None
-            self._purge_nonces_when_due(conn, now)
+            if purge:  # once a minute, forget nonces older than the window kept for replay checks
+                self._writer.purge_nonces(conn, now - dt.timedelta(seconds=self.nonce_keep_seconds))
+                self._nonces_purged_at = now
             requests = [e for e in batch if id(e) not in results]
             firsts, replays = _first_nonces(requests)
             repeated = set(map(id, replays))
@@ -241,12 +251,6 @@ class ExchangeLog:
                 events.append(event)
             self._writer.append_events(conn, events)
         return [results[id(e)] for e in batch], fresh
-
-    def _purge_nonces_when_due(self, conn, now: dt.datetime) -> None:
-        """Once a minute, forget nonces older than the window kept for replay checks."""
-        if self.nonce_keep_seconds and now - self._nonces_purged_at > dt.timedelta(seconds=60):
-            self._writer.purge_nonces(conn, now - dt.timedelta(seconds=self.nonce_keep_seconds))
-            self._nonces_purged_at = now
 
     def _kept_bodies(self, entries: list) -> list:
         """((digest, content), nonce) of every body the batch keeps: each message's, and a

@@ -49,6 +49,11 @@ class CoreWriter:
         with engine.begin() as conn:
             yield conn
 
+    def statements(self, engine: Engine):
+        """Where a batch whose writes are each one atomic statement runs: here, in a
+        transaction all the same (`store` is several statements on SQLite)."""
+        return self.transaction(engine)
+
     def insert_bodies(self, conn: Connection, bodies: dict[str, bytes]) -> None:
         if bodies:
             conn.execute(self._insert(MessageBody).on_conflict_do_nothing(),
@@ -125,6 +130,23 @@ class PostgresWriter(CoreWriter):
             # invalidates the pool and says so (connection_invalidated), and the committer
             # tries once more on a fresh connection.
             with conn.connection.dbapi_connection.pipeline(), conn.begin():
+                yield conn
+
+    @contextmanager
+    def statements(self, engine: Engine) -> Iterator[Connection]:
+        """A connection in autocommit, for a batch of acceptances alone: `store` writes it in
+        one statement, which PostgreSQL commits as it ends, durably (synchronous_commit)
+        before its results reach us, and what may follow (the DUPLICATE and replayed-nonce
+        events) is one more. A transaction around them cost three round trips (the statement's
+        results, COMMIT, and the sync that leaves pipeline mode), each waking the server and
+        the committer; this costs one. Measured under 16 SOAP clients on uvicorn: the
+        committer's CPU 0.154 -> 0.106 ms an acceptance, 1,271 -> 1,454 accepted/s (medians
+        of four alternating pairs)."""
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            # begin() only for SQLAlchemy's sake: its COMMIT is no statement in autocommit,
+            # and a connection the server dropped fails its rollback, which invalidates the
+            # pool for the committer's one retry, as in `transaction`.
+            with conn.begin():
                 yield conn
 
     def insert_bodies(self, conn: Connection, bodies: dict[str, bytes]) -> None:
