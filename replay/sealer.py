@@ -48,13 +48,10 @@ class ChainSealer:
         self.gap_wait_seconds = gap_wait_seconds
         self._gaps_seen: dict[int, float] = {}  # first missing seq -> when first seen missing
 
-    def seal_once(self) -> int:
-        """Seal what can be sealed now, in one seal; returns how many events it covered."""
-        return self._seal()[0]
-
-    def _seal(self) -> tuple[int, bool]:
-        """One seal: how many events it covered, and whether events it did not reach were
-        already logged when it read (a backlog, or events past a hole)."""
+    def seal_once(self) -> tuple[int, bool]:
+        """Seal what can be sealed now, in one seal: how many events it covered, and whether
+        events it did not reach were already logged when it read (a backlog, or events past
+        a hole)."""
         signer = self.keys.signer()
         with self.engine.connect() as conn:
             head = chain_head(conn)
@@ -115,7 +112,7 @@ class ChainSealer:
         ones, and sealing each at once cost a transaction every ~15 ms (70 seals a second)."""
         total = 0
         while True:
-            sealed, more = self._seal()
+            sealed, more = self.seal_once()
             total += sealed
             if not (sealed and more):
                 return total

@@ -274,4 +274,3 @@ class DeliveryStore:
                                          "dead_letter": d.id})
                 for d in letters if d.id in done])
         return len(done)
-
